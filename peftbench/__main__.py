@@ -1,0 +1,3 @@
+from peftbench.cli import main
+
+main()

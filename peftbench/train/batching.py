@@ -1,0 +1,44 @@
+"""Batches with dynamic padding, grouped by length so that little compute goes to padding.
+
+Training order follows HF's ``LengthGroupedSampler``: a seeded random permutation is cut into
+mega-batches of ``group`` batches, each sorted by length (longest first) and cut into batches,
+and the batches are shuffled. Every epoch differs, the same seed gives the same order, and each
+batch holds examples of similar length. Evaluation sorts the whole split by length.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def length_grouped_batches(lengths: list[int], batch_size: int, generator: torch.Generator, group: int = 50):
+    """Training batches (lists of indices) for one epoch."""
+    order = torch.randperm(len(lengths), generator=generator).tolist()
+    mega = batch_size * group
+    batches = []
+    for start in range(0, len(order), mega):
+        chunk = sorted(order[start : start + mega], key=lambda i: -lengths[i])
+        batches += [chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size)]
+    shuffle = torch.randperm(len(batches), generator=generator).tolist()
+    return [batches[i] for i in shuffle]
+
+
+def sorted_batches(lengths: list[int], batch_size: int) -> list[list[int]]:
+    """Evaluation batches: the split sorted by length, longest first (callers restore the order)."""
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+class EpochBatches:
+    """A batch sampler drawing a fresh length-grouped order each epoch from one seeded generator."""
+
+    def __init__(self, lengths: list[int], batch_size: int, seed: int):
+        self.lengths = lengths
+        self.batch_size = batch_size
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def __iter__(self):
+        return iter(length_grouped_batches(self.lengths, self.batch_size, self.generator))
+
+    def __len__(self) -> int:
+        return -(-len(self.lengths) // self.batch_size)
