@@ -13,7 +13,7 @@ files, sizes and seed give the same slices. Slices:
 - MNLI, QQP: none (no copy of the files is staged).
 
 Usage: python scripts/make_embedded_slices.py [--glue DIR] [--out DIR] [--rows 64]
-                                              [--sst2-train-rows 6000] [--seed 0]
+                                              [--sst2-train-rows 4000] [--seed 0]
 """
 
 from __future__ import annotations
@@ -72,7 +72,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "peftbench" / "tasks" / "data" / "glue",
                         help="where to write the slices (default: peftbench/tasks/data/glue)")
     parser.add_argument("--rows", type=int, default=64, help="train and dev rows per small task")
-    parser.add_argument("--sst2-train-rows", type=int, default=6000, help="rows of the SST-2 train slice")
+    parser.add_argument("--sst2-train-rows", type=int, default=4000, help="rows of the SST-2 train slice")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     make_slices(args.glue, args.out, args.rows, args.sst2_train_rows, args.seed)

@@ -465,7 +465,7 @@ def test_unreachable_hub_is_a_user_error(monkeypatch):
 # --- embedded slices ---------------------------------------------------------------------------
 
 EMBEDDED_ROWS = {
-    "sst2": {"train": 6000, "validation": 872},
+    "sst2": {"train": 4000, "validation": 872},
     **{name: {"train": 64, "validation": 64} for name in ("cola", "mrpc", "stsb", "qnli", "rte", "wnli")},
 }
 

@@ -110,6 +110,10 @@ def _source(model_cfg) -> str | None:
 
 
 def _from_source(loader, model_cfg, source, **kwargs):
+    from transformers.utils import logging
+
+    logging.set_verbosity_error()  # the "newly initialised classifier" report is expected here
+    logging.disable_progress_bar()
     try:
         return loader(source, trust_remote_code=model_cfg.trust_remote_code, **kwargs)
     except OSError as error:
