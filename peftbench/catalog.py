@@ -15,6 +15,8 @@ def describe(group: str) -> list[tuple[str, str]]:
 
 def _summary(path) -> str:
     for line in path.read_text().splitlines():
+        if line.startswith("# @package"):
+            continue
         if line.startswith("#"):
             return line.lstrip("# ").strip()
         if line.strip():

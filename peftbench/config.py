@@ -73,6 +73,8 @@ class Config:
     seed: int = 0
     results_dir: str = "results"
     experiment: Optional[str] = None  # set by experiment presets, recorded
+    # Per-task values of a preset, read by interpolation: `lr: ${per_task.${task.name}.lr}`.
+    per_task: dict[str, Any] = field(default_factory=dict)
 
 
 # Fields that do not change a run's result, left out of its id.
@@ -82,6 +84,7 @@ NOT_RESULT_CHANGING = {
     "model": {"path", "package", "package_subdir", "hub_id", "trust_remote_code"},
     "results_dir": None,
     "experiment": None,
+    "per_task": None,  # its effect is already in the resolved fields that read it
 }
 
 

@@ -41,7 +41,16 @@ def plan(cfg) -> Plan:
     from peftbench.results.record import run_id
     from peftbench.tasks import get_task
 
-    config = OmegaConf.to_container(cfg, resolve=True)
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        config = OmegaConf.to_container(cfg, resolve=True)
+    except OmegaConfBaseException as error:
+        first = str(error).strip().splitlines()[0]
+        raise UserError(
+            f"{error.full_key}: {first}; the experiment preset has no value for task '{cfg.task.name}' "
+            "(pick a task it covers or set the field on the command line)"
+        ) from None
     model_cfg = OmegaConf.to_object(cfg.model)
     task = get_task(config["task"]["name"])
     method = build_method(config["method"])

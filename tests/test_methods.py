@@ -39,13 +39,7 @@ CASES = (
 IDS = [f"{method_id}-{model}" for method_id, _, model in CASES]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny matrices: one thread is fastest, and several contend on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 # The method's own parameter count on each tiny model, by hand from conf/model/tiny-*.yaml
 # (hidden d=32, 2 layers, FFN 64; GPT-2's n_inner defaults to 4·32 = 128; Llama has 2 KV heads of

@@ -18,13 +18,7 @@ from tests.helpers import apply_method, tiny_classifier
 LENGTHS = [(i * 37) % 101 + 1 for i in range(203)]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny matrices: one thread is fastest, and several contend on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _flat(batches):

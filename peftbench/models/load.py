@@ -64,14 +64,16 @@ def check_weights(model_cfg) -> None:
 
 
 def architecture_config(model_cfg, **overrides):
-    """A transformers config for the architecture: from ``architecture`` or the weights' config.json."""
+    """A transformers config for the architecture, without fetching weights.
+
+    From the fields declared in the model's YAML when they are complete (every paper backbone
+    declares them, so planning a hub model needs no network), else from the folder's config.json.
+    """
     from transformers import AutoConfig
 
-    if model_cfg.architecture and (model_cfg.random_init or not _source(model_cfg)):
+    if len(model_cfg.architecture or {}) > 1:
         return config_from_fields(model_cfg.architecture, **overrides)
-    return AutoConfig.from_pretrained(
-        _source(model_cfg), trust_remote_code=model_cfg.trust_remote_code, **overrides
-    )
+    return _from_source(AutoConfig.from_pretrained, model_cfg, _source(model_cfg), **overrides)
 
 
 def load_tokenizer(model_cfg):
