@@ -28,6 +28,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     listing = commands.add_parser("list", help="what can be named: " + ", ".join(LISTABLE))
     listing.add_argument("what", choices=LISTABLE)
+    params = commands.add_parser(
+        "params",
+        help="trainable / total parameters of model × method from configs alone (no weights)",
+        description="peftbench params model=roberta-large method=lora [method.r=4] [task=mnli]",
+    )
+    params.add_argument("overrides", nargs="*", help="Hydra overrides, as for run")
+    params.add_argument("--json", action="store_true", help="print the counts as JSON")
     table = commands.add_parser("table", help="a paper's table from the run records, beside the published numbers")
     table.add_argument("name", help="a table spec in conf/table/ (peftbench list tables)")
     table.add_argument("--results", default="results", help="the results folder (default: results)")
@@ -49,7 +56,7 @@ def main(argv: list[str] | None = None) -> None:
         if args.command is None:
             build_parser().print_help()
             return
-        {"list": cmd_list, "table": cmd_table}[args.command](args)
+        {"list": cmd_list, "table": cmd_table, "params": cmd_params}[args.command](args)
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
@@ -61,6 +68,30 @@ def cmd_list(args) -> None:
     group = args.what.rstrip("s")
     for name, summary in describe(group):
         print(f"{name:<24} {summary}")
+
+
+def cmd_params(args) -> None:
+    import json
+
+    from peftbench.counting import counts_from_config
+    from peftbench.launch import compose, jobs
+
+    expanded = jobs(args.overrides)
+    if len(expanded) != 1:
+        raise UserError(f"params counts one configuration, the overrides describe {len(expanded)}; drop the sweep")
+    counts = counts_from_config(compose(expanded[0]))
+    if args.json:
+        print(json.dumps(counts, indent=2))
+        return
+    share = 100 * counts["trainable_method"] / counts["backbone"]
+    method = ", ".join(f"{k}={v}" for k, v in counts["method"].items() if k != "name")
+    print(f"model      {counts['model']} ({counts['model_type']}, {counts['layers']} layers, hidden {counts['hidden']})")
+    print(f"method     {counts['method']['name']}" + (f" ({method})" if method else ""))
+    print(f"method's   {counts['trainable_method']:>15,}   {share:.4f}% of the backbone")
+    print(f"head       {counts['head']:>15,}   ({counts['task']}, trained with every method)")
+    print(f"trainable  {counts['trainable']:>15,}")
+    print(f"backbone   {counts['backbone']:>15,}")
+    print(f"total      {counts['total']:>15,}")
 
 
 def cmd_table(args) -> None:

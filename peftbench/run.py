@@ -79,8 +79,9 @@ def execute(p: Plan) -> dict:
     import torch
     from transformers import set_seed
 
+    from peftbench.counting import parameter_counts
     from peftbench.environment import environment
-    from peftbench.models.anatomy import head_parameter_names
+    from peftbench.methods.base import attach
     from peftbench.models.load import load_for_classification, load_tokenizer
     from peftbench.results.record import write_json_atomic, write_text_atomic
     from peftbench.tasks.classification import Collator, encode, predict, train_loader
@@ -91,13 +92,7 @@ def execute(p: Plan) -> dict:
     set_seed(p.config["seed"])
     tokenizer = load_tokenizer(p.model_cfg)
     model = load_for_classification(p.model_cfg, p.task.num_labels, tokenizer)
-    model.requires_grad_(False)
-    p.method.apply(model, p.anatomy)
-    head = head_parameter_names(model)
-    for name, param in model.named_parameters():
-        if name in head:
-            param.requires_grad_(True)
-    params = parameter_counts(model, p.method, head)
+    params = parameter_counts(model, p.method, attach(p.method, model, p.anatomy))
 
     max_length = p.config["task"]["max_length"]
     features = {
@@ -152,23 +147,6 @@ def execute(p: Plan) -> dict:
     record["cost"]["torch_threads"] = torch.get_num_threads()
     write_json_atomic(p.run_dir / "record.json", record)
     return record
-
-
-def parameter_counts(model, method, head: list[str]) -> dict:
-    """Trainable parameters (method + head), the method's own, the head's, and the total.
-
-    ``trainable_method`` is what the papers' parameter columns report (LoRA's 0.3M for
-    RoBERTa-base excludes the classifier).
-    """
-    sizes = {name: param.numel() for name, param in model.named_parameters()}
-    trainable = sum(param.numel() for param in model.parameters() if param.requires_grad)
-    own = set(method.parameter_names(model))
-    return {
-        "trainable": trainable,
-        "trainable_method": sum(sizes[name] for name in own),
-        "head": sum(sizes[name] for name in head),
-        "total": sum(sizes.values()),
-    }
 
 
 def _record(p: Plan, params: dict, status: str) -> dict:

@@ -20,17 +20,12 @@ def apply_method(model, method_node: dict, model_name: str):
     """Freeze ``model``, apply the method, unfreeze the head (as a run does); return the method."""
     from peftbench.config import model_config
     from peftbench.methods import build_method
-    from peftbench.models.anatomy import anatomy_of, head_parameter_names
+    from peftbench.methods.base import attach
+    from peftbench.models.anatomy import anatomy_of
     from peftbench.models.load import model_type
 
     method = build_method(method_node)
-    anatomy = anatomy_of(model_type(model_config(model_name)))
-    model.requires_grad_(False)
-    method.apply(model, anatomy)
-    head = set(head_parameter_names(model))
-    for name, param in model.named_parameters():
-        if name in head:
-            param.requires_grad_(True)
+    attach(method, model, anatomy_of(model_type(model_config(model_name))))
     return method
 
 

@@ -198,3 +198,15 @@ def test_bitfit_roles_refused_before_weights_load(model_name, roles, reason):
     method = build_method({"name": "bitfit", "roles": roles})
     with pytest.raises(UserError, match=reason):
         method.check_model(anatomy_of(model_cfg.architecture["model_type"]), architecture_config(model_cfg))
+
+
+def test_top_k_trains_exactly_the_last_k_blocks_and_refuses_too_many():
+    model, tokenizer = tiny_classifier("tiny-bert")
+    method = apply_method(model, {"name": "top_k", "k": 1}, "tiny-bert")
+    trainable = {name for name, p in model.named_parameters() if p.requires_grad}
+    assert any(name.startswith("bert.encoder.layer.1.") for name in trainable)
+    assert not any(name.startswith(("bert.encoder.layer.0.", "bert.embeddings.")) for name in trainable)
+    assert set(method.parameter_names(model)) == {n for n in trainable if n.startswith("bert.encoder.layer.1.")}
+    model_cfg = model_config("tiny-bert")
+    with pytest.raises(UserError, match="exceeds the 2 layers"):
+        build_method({"name": "top_k", "k": 3}).check_model(anatomy_of("bert"), architecture_config(model_cfg))

@@ -1,7 +1,7 @@
 """Parameter counts at full size from the configs alone (meta device), against the papers' columns.
 
 Every expected integer is worked out by hand from the architecture in conf/model/*.yaml; the code
-under test is ``peftbench.run.parameter_counts`` over a method applied as a run applies it.
+under test is ``peftbench.counting.parameter_counts`` over a method attached as a run attaches it.
 """
 
 import pytest
@@ -9,9 +9,10 @@ from omegaconf import OmegaConf
 
 from peftbench.config import CONF_DIR, model_config
 from peftbench.methods import build_method
-from peftbench.models.anatomy import anatomy_of, head_parameter_names
+from peftbench.models.anatomy import anatomy_of
 from peftbench.models.load import config_from_fields, skeleton_for_classification
-from peftbench.run import parameter_counts
+from peftbench.counting import parameter_counts
+from peftbench.methods.base import attach
 
 BITFIT = {"name": "bitfit", "roles": None}
 BITFIT_Q_FFN_OUT = {"name": "bitfit", "roles": ["attn.q", "ffn.out"]}
@@ -19,20 +20,13 @@ FULL = {"name": "full"}
 
 
 def _counts(model_name: str, method_node: dict) -> tuple[dict, object]:
-    """Skeleton → freeze → check and apply the method → unfreeze the head (as tests.helpers.apply_method
-    and peftbench.run.execute do), then count."""
+    """Skeleton → check the method → attach it (as peftbench.run.execute does), then count."""
     model_cfg = model_config(model_name)
     model = skeleton_for_classification(model_cfg)
     anatomy = anatomy_of(model_cfg.architecture["model_type"])
     method = build_method(method_node)
     method.check_model(anatomy, config_from_fields(model_cfg.architecture))  # the hub's config.json, offline
-    model.requires_grad_(False)
-    method.apply(model, anatomy)
-    head = head_parameter_names(model)
-    for name, param in model.named_parameters():
-        if name in head:
-            param.requires_grad_(True)
-    return parameter_counts(model, method, head), model
+    return parameter_counts(model, method, attach(method, model, anatomy)), model
 
 
 # --- RoBERTa-base: d = 768, 12 layers, FFN 3072, vocab 50265, 514 positions, 1 token type ----------

@@ -67,3 +67,19 @@ def require(condition: bool, message: str) -> None:
     """Raise a UserError with ``message`` unless ``condition`` holds (for ``Config.check``)."""
     if not condition:
         raise UserError(message)
+
+
+def attach(method: Method, model, anatomy) -> list[str]:
+    """Freeze ``model``, let ``method`` add or select its parameters, unfreeze the task head.
+
+    The one way every run, count and test puts a method on a model; returns the head's names.
+    """
+    from peftbench.models.anatomy import head_parameter_names
+
+    model.requires_grad_(False)
+    method.apply(model, anatomy)
+    head = head_parameter_names(model)
+    parameters = dict(model.named_parameters())
+    for name in head:
+        parameters[name].requires_grad_(True)
+    return head

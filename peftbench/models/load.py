@@ -135,10 +135,7 @@ def skeleton_for_classification(model_cfg, num_labels: int = 2):
     import torch
     from transformers import AutoModelForSequenceClassification
 
-    fields = dict(model_cfg.architecture)
-    if len(fields) <= 1:
-        raise UserError(f"model '{model_cfg.name}' declares no full architecture in conf/model/{model_cfg.name}.yaml")
-    config = config_from_fields(fields, num_labels=num_labels)
+    config = architecture_config(model_cfg, num_labels=num_labels)
     with torch.device("meta"):
         return AutoModelForSequenceClassification.from_config(config)
 
