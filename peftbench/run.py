@@ -178,16 +178,7 @@ def _load_data(data_cfg: dict, task):
     directory = data_cfg["dir"] or os.environ.get("PEFTBENCH_DATA")
     if source == "auto":
         source = "dir" if directory else ("embedded" if task.has_embedded else "hub")
-    if source not in {"dir", "hub", "embedded"}:
-        raise UserError(f"data.source must be auto, dir, hub or embedded, got '{source}'")
-    if source == "dir":
-        if not directory:
-            raise UserError("data.source=dir needs a folder: pass data.dir=DIR or set PEFTBENCH_DATA")
-        if not Path(directory).expanduser().is_dir():
-            raise UserError(f"data folder {directory} does not exist; pass data.dir=DIR or set PEFTBENCH_DATA")
-    if source == "embedded" and not task.has_embedded:
-        raise UserError(f"task {task.name} ships no embedded data; pass data.dir=DIR or data.source=hub")
-    data = task.load(source, str(Path(directory).expanduser()) if source == "dir" else None)
+    data = task.load(source, directory)  # the task names a missing folder, file or source itself
     limits = {task.train_split: data_cfg["max_train_samples"]}
     limits.update({split: data_cfg["max_eval_samples"] for split in task.eval_splits})
     for split, limit in limits.items():
