@@ -12,7 +12,6 @@ import pkgutil
 from peftbench.errors import UserError
 
 _REGISTRY: dict[str, type] = {}
-_NOT_METHODS = {"base"}
 
 
 def register(cls):
@@ -22,9 +21,8 @@ def register(cls):
 
 
 def _discover() -> None:
-    for module in pkgutil.iter_modules(__path__):
-        if module.name not in _NOT_METHODS:
-            importlib.import_module(f"{__name__}.{module.name}")
+    for module in pkgutil.iter_modules(__path__):  # only @register-ed classes join
+        importlib.import_module(f"{__name__}.{module.name}")
 
 
 def get_method_class(name: str):

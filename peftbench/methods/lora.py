@@ -27,6 +27,7 @@ from torch.nn import functional as F
 from peftbench.errors import UserError
 from peftbench.methods import register
 from peftbench.methods.base import Method, MethodConfig, require
+from peftbench.methods.wrapped import WrappedProjection, replace_module
 from peftbench.models.anatomy import ROLES, locate
 
 
@@ -46,8 +47,8 @@ class LoRAConfig(MethodConfig):
         require(not unknown, f"method.targets has unknown roles {unknown}; known: {', '.join(ROLES)}")
 
 
-class LoRALayer(nn.Module):
-    """A frozen linear (``nn.Linear`` or GPT-2's ``Conv1D``) plus (α/r)·B A on some output slices.
+class LoRALayer(WrappedProjection):
+    """A frozen projection plus (α/r)·B A on its output, or on some slices of a fused output.
 
     ``parts`` is None for the whole output, else the indices of the equal output slices (of
     ``count``) that get an update. ``lora_A`` holds one A per part stacked (parts·r × k) and
@@ -55,15 +56,10 @@ class LoRALayer(nn.Module):
     """
 
     def __init__(self, base: nn.Module, r: int, alpha: float, dropout: float, parts=None, count=1):
-        super().__init__()
-        self.base = base
-        self.transposed = not isinstance(base, nn.Linear)  # Conv1D stores W as (in, out)
-        out_features, in_features = self._weight().shape
-        self.parts = list(parts) if parts is not None else None
-        self.count = count
-        self.part_size = out_features // count
+        super().__init__(base, parts, count)
         n = len(self.parts) if self.parts is not None else 1
-        d = self.part_size if self.parts is not None else out_features
+        d = self.part_size if self.parts is not None else self.out_features
+        in_features = self.in_features
         self.scaling = alpha / r
         self.r = r
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
@@ -74,26 +70,13 @@ class LoRALayer(nn.Module):
             nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5))
         self.merged = False
 
-    @property
-    def weight(self) -> torch.Tensor:
-        """The frozen W0, for model code that reads ``layer.weight`` (T5 checks its dtype)."""
-        return self.base.weight
-
-    @property
-    def bias(self):
-        return self.base.bias
-
-    def _weight(self) -> torch.Tensor:
-        """W0 as (out, in), whatever the storage."""
-        return self.base.weight.T if self.transposed else self.base.weight
-
     def delta_weight(self) -> torch.Tensor:
         """ΔW = (α/r)·B A as (out, in), zero outside the adapted slices."""
         A = self.lora_A.view(-1, self.r, self.lora_A.shape[-1])  # (n, r, k)
         per_part = torch.bmm(self.lora_B, A) * self.scaling  # (n, d, k)
         if self.parts is None:
             return per_part[0]
-        delta = torch.zeros_like(self._weight())
+        delta = torch.zeros_like(self.weight_out_in())
         for j, index in enumerate(self.parts):
             delta[index * self.part_size : (index + 1) * self.part_size] = per_part[j]
         return delta
@@ -114,17 +97,14 @@ class LoRALayer(nn.Module):
     @torch.no_grad()
     def merge(self) -> None:
         if not self.merged:
-            self._add(self.delta_weight())
+            self.add_to_weight(self.delta_weight())
             self.merged = True
 
     @torch.no_grad()
     def unmerge(self) -> None:
         if self.merged:
-            self._add(-self.delta_weight())
+            self.add_to_weight(-self.delta_weight())
             self.merged = False
-
-    def _add(self, delta: torch.Tensor) -> None:
-        self.base.weight += (delta.T if self.transposed else delta).to(self.base.weight.dtype)
 
 
 @register
@@ -151,11 +131,10 @@ class LoRA(Method):
             fused = parts[0] is not None
             layer = LoRALayer(
                 model.get_submodule(path), self.config.r, self.config.alpha, self.config.dropout,
-                parts=sorted(p.index for p in parts) if fused else None,
+                parts=[p.index for p in parts] if fused else None,
                 count=parts[0].count if fused else 1,
             )  # fmt: skip
-            parent, _, child = path.rpartition(".")
-            setattr(model.get_submodule(parent), child, layer)
+            replace_module(model, path, layer)
             layer.lora_A.requires_grad_(True)
             layer.lora_B.requires_grad_(True)
 
