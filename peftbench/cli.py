@@ -35,6 +35,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     params.add_argument("overrides", nargs="*", help="Hydra overrides, as for run")
     params.add_argument("--json", action="store_true", help="print the counts as JSON")
+    export = commands.add_parser("export", help="a finished run as an HF peft adapter folder")
+    export.add_argument("run_dir", help="a run folder under results/")
+    export.add_argument("--format", default="peft", choices=("peft",), help="output format")
+    export.add_argument("--out", required=True, help="a new folder for the adapter")
     table = commands.add_parser("table", help="a paper's table from the run records, beside the published numbers")
     table.add_argument("name", help="a table spec in conf/table/ (peftbench list tables)")
     table.add_argument("--results", default="results", help="the results folder (default: results)")
@@ -56,7 +60,7 @@ def main(argv: list[str] | None = None) -> None:
         if args.command is None:
             build_parser().print_help()
             return
-        {"list": cmd_list, "table": cmd_table, "params": cmd_params}[args.command](args)
+        {"list": cmd_list, "table": cmd_table, "params": cmd_params, "export": cmd_export}[args.command](args)
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
@@ -92,6 +96,17 @@ def cmd_params(args) -> None:
     print(f"trainable  {counts['trainable']:>15,}")
     print(f"backbone   {counts['backbone']:>15,}")
     print(f"total      {counts['total']:>15,}")
+
+
+def cmd_export(args) -> None:
+    from pathlib import Path
+
+    from peftbench.export import export_peft
+
+    run_dir = Path(args.run_dir)
+    if not (run_dir / "record.json").is_file():
+        raise UserError(f"{run_dir} is not a run folder (no record.json); pass a folder under results/")
+    print(export_peft(run_dir, Path(args.out)))
 
 
 def cmd_table(args) -> None:

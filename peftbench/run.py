@@ -77,21 +77,17 @@ def plan(cfg) -> Plan:
 def execute(p: Plan) -> dict:
     """Train the planned run and write its record; return the record."""
     import torch
-    from transformers import set_seed
 
     from peftbench.counting import parameter_counts
     from peftbench.environment import environment
     from peftbench.methods.base import attach
-    from peftbench.models.load import load_for_classification, load_tokenizer
     from peftbench.results.record import write_json_atomic, write_text_atomic
     from peftbench.tasks.classification import Collator, encode, predict, train_loader
     from peftbench.train.loop import fit
     from peftbench.train.weights import save_weights
 
     trainer_cfg = _namespace(p.config["trainer"])
-    set_seed(p.config["seed"])
-    tokenizer = load_tokenizer(p.model_cfg)
-    model = load_for_classification(p.model_cfg, p.task.num_labels, tokenizer)
+    model, tokenizer = build_model(p.model_cfg, p.task, p.config["seed"])
     params = parameter_counts(model, p.method, attach(p.method, model, p.anatomy))
 
     max_length = p.config["task"]["max_length"]
@@ -147,6 +143,18 @@ def execute(p: Plan) -> dict:
     record["cost"]["torch_threads"] = torch.get_num_threads()
     write_json_atomic(p.run_dir / "record.json", record)
     return record
+
+
+def build_model(model_cfg, task, seed: int):
+    """The backbone with a fresh task head, as every run builds it (seeded first, so the head
+    and a tiny random model come out the same each time); returns (model, tokenizer)."""
+    from transformers import set_seed
+
+    from peftbench.models.load import load_for_classification, load_tokenizer
+
+    set_seed(seed)
+    tokenizer = load_tokenizer(model_cfg)
+    return load_for_classification(model_cfg, task.num_labels, tokenizer), tokenizer
 
 
 def _record(p: Plan, params: dict, status: str) -> dict:

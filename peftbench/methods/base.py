@@ -33,6 +33,7 @@ class Method:
     Config: ClassVar[type[MethodConfig]] = MethodConfig
     families: ClassVar[frozenset[str]] = FAMILIES
     mergeable: ClassVar[bool] = False
+    in_peft: ClassVar[bool] = False  # HF peft has this method: ``to_peft`` maps it (export)
 
     def __init__(self, config: MethodConfig):
         self.config = config
@@ -55,6 +56,15 @@ class Method:
     def parameter_names(self, model) -> list[str]:
         """Names (in ``model.named_parameters()``) of this method's own parameters."""
         raise NotImplementedError
+
+    def to_peft(self, model) -> tuple[object, dict]:
+        """The equivalent HF peft config and this method's weights under peft's parameter names.
+
+        Names are those of ``get_peft_model(base, config).named_parameters()`` for the adapter
+        named ``default`` (``base_model.model.<path>.lora_A.default.weight``); the head is mapped
+        by the exporter. Methods that peft does not have keep this refusal.
+        """
+        raise UserError(f"method '{self.name}' has no HF peft equivalent; export supports lora, ia3, prefix, prompt, ptuning")
 
     def merge(self, model) -> None:
         raise UserError(f"method '{self.name}' cannot be merged into the weights")

@@ -112,6 +112,7 @@ class LoRA(Method):
     name = "lora"
     Config = LoRAConfig
     mergeable = True
+    in_peft = True
 
     def check_model(self, anatomy, arch_config) -> None:
         super().check_model(anatomy, arch_config)
@@ -143,6 +144,38 @@ class LoRA(Method):
 
     def parameter_names(self, model) -> list[str]:
         return [n for n, _ in model.named_parameters() if n.endswith((".lora_A", ".lora_B"))]
+
+    def to_peft(self, model) -> tuple[object, dict]:
+        """peft's LoraConfig with the same r, alpha, dropout on the same modules, and the weights.
+
+        A fused projection with n adapted slices becomes one peft LoRA of rank n·r whose B is
+        block-diagonal over the slices (and alpha n·α, so the scale α/r is unchanged): the same ΔW.
+        """
+        from peft import LoraConfig
+
+        paths = {name: module for name, module in model.named_modules() if isinstance(module, LoRALayer)}
+        fused = {name: len(m.parts) for name, m in paths.items() if m.parts is not None}
+        config = LoraConfig(
+            r=self.config.r, lora_alpha=self.config.alpha, lora_dropout=self.config.dropout,
+            target_modules=sorted(paths), fan_in_fan_out=any(m.transposed for m in paths.values()),
+            rank_pattern={f"^{name}$": n * self.config.r for name, n in fused.items()},
+            alpha_pattern={f"^{name}$": n * self.config.alpha for name, n in fused.items()},
+        )  # fmt: skip
+        state = {}
+        for name, layer in paths.items():
+            prefix = f"base_model.model.{name}"
+            B = layer.lora_B.detach()
+            if layer.parts is not None:
+                blocks = torch.zeros(layer.out_features, B.shape[0] * layer.r, dtype=B.dtype)
+                for j, index in enumerate(layer.parts):
+                    rows = slice(index * layer.part_size, (index + 1) * layer.part_size)
+                    blocks[rows, j * layer.r : (j + 1) * layer.r] = B[j]
+                B = blocks
+            else:
+                B = B[0]
+            state[f"{prefix}.lora_A.default.weight"] = layer.lora_A.detach()
+            state[f"{prefix}.lora_B.default.weight"] = B
+        return config, state
 
     def merge(self, model) -> None:
         for layer in self.layers(model):

@@ -1,0 +1,75 @@
+"""``peftbench export RUN_DIR --format peft``: a finished run as an HF peft adapter folder.
+
+The run's model is rebuilt as the run built it and its trained weights loaded; the method maps
+itself to peft (``Method.to_peft``: config + weights under peft's names), the head becomes peft's
+``modules_to_save``, and peft's own ``get_peft_model`` / ``save_pretrained`` write the folder, so
+``PeftModel.from_pretrained(base, DIR)`` loads it and gives the run's outputs.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+from peftbench.errors import UserError
+
+PROVENANCE = "peftbench_export.json"
+
+
+def export_peft(run_dir: Path, out: Path) -> Path:
+    import torch
+    from omegaconf import OmegaConf
+    from peft import get_peft_model
+
+    from peftbench.config import ModelConfig
+    from peftbench.methods import build_method
+    from peftbench.methods.base import attach
+    from peftbench.models.anatomy import anatomy_of
+    from peftbench.models.load import model_type
+    from peftbench.results.record import read_record, write_text_atomic
+    from peftbench.run import build_model
+    from peftbench.tasks import get_task
+    from peftbench.train.weights import load_weights
+
+    record = read_record(run_dir)
+    if record["status"] != "complete":
+        raise UserError(f"run {run_dir} is {record['status']}, not complete; export a finished run")
+    if out.exists() and any(out.iterdir()):
+        raise UserError(f"{out} exists and is not empty; pass a new --out folder")
+    method = build_method(record["method_config"])
+    if not method.in_peft:
+        method.to_peft(None)  # the refusal, before any weights load
+    model_cfg = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(ModelConfig), record["config"]["model"]))
+    base, tokenizer = build_model(model_cfg, get_task(record["task"]), record["seed"])
+    model = copy.deepcopy(base)
+    head = attach(method, model, anatomy_of(model_type(model_cfg)))
+    load_weights(model, Path(run_dir) / "method.safetensors")
+
+    config, state = method.to_peft(model)
+    config.modules_to_save = sorted({name.split(".")[0] for name in head})
+    values = dict(model.named_parameters())
+    for name in head:
+        top, _, rest = name.partition(".")
+        state[f"base_model.model.{top}.modules_to_save.default.{rest}"] = values[name].detach()
+    twin = get_peft_model(base, config)
+    twin_parameters = dict(twin.named_parameters())
+    trained = {name for name, param in twin_parameters.items() if param.requires_grad}
+    if set(state) != trained:
+        raise RuntimeError(f"peft mapping mismatch: {sorted(set(state) ^ trained)[:4]}")
+    with torch.no_grad():
+        for name, value in state.items():
+            twin_parameters[name].copy_(value.reshape(twin_parameters[name].shape))
+    twin.save_pretrained(str(out))
+    tokenizer.save_pretrained(str(out))
+    provenance = {
+        "run_id": record["run_id"],
+        "model": record["model"],
+        "base": model_cfg.hub_id or model_cfg.package or model_cfg.path,
+        "random_init_seed": record["seed"] if model_cfg.random_init else None,
+        "method_config": record["method_config"],
+        "task": record["task"],
+        "main_metric": record["metrics"]["main"],
+    }
+    write_text_atomic(out / PROVENANCE, json.dumps(provenance, indent=2) + "\n")
+    return out

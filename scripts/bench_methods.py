@@ -1,0 +1,77 @@
+"""Every method on MiniLM-L6 over the demo's SST-2 slice, same budget: one comparison table.
+
+Runs ``peftbench run`` once per method (the real command line, records in --results), then prints
+dev accuracy against the majority-class baseline, trainable parameters, wall time, throughput and
+peak memory. Full and top-k fine-tuning use ``trainer=full_ft`` (lr 2e-5); every other method the
+default PEFT trainer. Re-running skips finished runs (the run id covers the config).
+
+    python scripts/bench_methods.py [--epochs 1] [--results results/bench_methods] [--methods lora bitfit ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from peftbench.config import available
+from peftbench.results.table import format_count, render_markdown
+
+FULL_RATE = {"full", "top_k"}  # methods that update pretrained weights wholesale want a small lr
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--results", default="results/bench_methods")
+    parser.add_argument("--methods", nargs="*", default=available("method"))
+    args = parser.parse_args()
+    for method in args.methods:
+        trainer = ["trainer=full_ft"] if method in FULL_RATE else []
+        command = [sys.executable, "-m", "peftbench", "run", "model=minilm-l6", "task=sst2", f"method={method}",
+                   *trainer, f"trainer.epochs={args.epochs}", "trainer.progress=false", f"results_dir={args.results}"]  # fmt: skip
+        done = subprocess.run(command, capture_output=True, text=True)
+        if done.returncode != 0:
+            print(f"{method}: failed: {done.stderr.strip().splitlines()[-1]}", file=sys.stderr)
+    print(render_markdown(*table(Path(args.results), args.methods)))
+
+
+def table(results: Path, methods: list[str]) -> tuple[list[str], list[list[str]]]:
+    records = [json.loads(p.read_text()) for p in sorted(results.glob("*/record.json"))]
+    records = [r for r in records if r["status"] == "complete" and r["config"]["method"]["name"] in methods]
+    majority = None
+    rows = []
+    for r in sorted(records, key=lambda r: -r["metrics"]["main"]["value"]):
+        labels = r["data"]["rows"]
+        majority = majority or _majority(r)
+        rows.append([
+            _variant(r["config"]), f"{100 * r['metrics']['main']['value']:.1f}",
+            format_count(r["params"]["trainable_method"]), format_count(r["params"]["trainable"]),
+            f"{r['cost']['wall_s']:.0f}", f"{r['cost']['samples_per_s']:.0f}", f"{r['cost']['peak_memory_mb']:.0f}",
+            str(labels["train"]),
+        ])  # fmt: skip
+    headers = ["method", "dev acc", "method params", "trainable (+head)", "wall s", "samples/s", "peak MB", "train rows"]
+    if majority is not None:
+        rows.append(["majority class", f"{100 * majority:.1f}", "0", "0", "", "", "", ""])
+    return headers, rows
+
+
+def _variant(config: dict) -> str:
+    method = config["method"]
+    extras = ", ".join(f"{k}={v}" for k, v in method.items() if k != "name" and v is not None)
+    return f"{method['name']}" + (f" ({extras})" if extras else "")
+
+
+def _majority(record: dict) -> float:
+    """Dev accuracy of always predicting the most frequent dev label (SST-2 dev: 444 of 872 positive)."""
+    from peftbench.tasks import get_task
+
+    task = get_task(record["task"])
+    labels = [row["label"] for row in task.load("embedded", None).splits["validation"]]
+    return max(labels.count(value) for value in set(labels)) / len(labels)
+
+
+if __name__ == "__main__":
+    main()
