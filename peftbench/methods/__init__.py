@@ -12,6 +12,7 @@ import pkgutil
 from peftbench.errors import UserError
 
 _REGISTRY: dict[str, type] = {}
+_DISCOVERED = False
 
 
 def register(cls):
@@ -21,13 +22,20 @@ def register(cls):
 
 
 def _discover() -> None:
-    for module in pkgutil.iter_modules(__path__):  # only @register-ed classes join
-        importlib.import_module(f"{__name__}.{module.name}")
+    """Import every module of this folder once (only @register-ed classes join the registry).
+
+    A flag, not an empty registry, says whether this happened: importing one method module
+    directly registers that method alone.
+    """
+    global _DISCOVERED
+    if not _DISCOVERED:
+        for module in pkgutil.iter_modules(__path__):
+            importlib.import_module(f"{__name__}.{module.name}")
+        _DISCOVERED = True
 
 
 def get_method_class(name: str):
-    if not _REGISTRY:
-        _discover()
+    _discover()
     try:
         return _REGISTRY[name]
     except KeyError:

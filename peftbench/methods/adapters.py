@@ -55,9 +55,10 @@ of the two. ``init`` may be set to ``houlsby`` | ``bert`` | ``lora`` for any var
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
-from typing import Optional
+from typing import ClassVar, Optional
 
 import torch
 from torch import nn
@@ -68,7 +69,13 @@ from peftbench.methods.base import Method, MethodConfig, require
 from peftbench.methods.wrapped import WrappedProjection, replace_module
 from peftbench.models.anatomy import blocks, locate
 
-ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh, "swish": nn.SiLU}
+ACTIVATIONS = {
+    "relu": nn.ReLU,
+    "gelu": nn.GELU,
+    "gelu_new": functools.partial(nn.GELU, approximate="tanh"),  # HF's "gelu_new" (Compacter's code)
+    "tanh": nn.Tanh,
+    "swish": nn.SiLU,
+}
 INITS = ("houlsby", "bert", "lora")
 ADAPTER = "bottleneck_adapter"  # the child-module name that marks an adapter's parameters
 
@@ -81,6 +88,8 @@ class AdapterConfig(MethodConfig):
     drop_layers: int = 0
     init: str = "bert"
     train_layer_norms: bool = False
+
+    inits: ClassVar[tuple[str, ...]] = INITS  # the values ``init`` may take (a variant may widen it)
 
     def check(self) -> None:
         require(
@@ -101,7 +110,7 @@ class AdapterConfig(MethodConfig):
             f"method.activation must be one of {', '.join(ACTIVATIONS)}, got '{self.activation}'",
         )
         require(self.drop_layers >= 0, f"method.drop_layers must be ≥ 0, got {self.drop_layers}")
-        require(self.init in INITS, f"method.init must be one of {', '.join(INITS)}, got '{self.init}'")
+        require(self.init in self.inits, f"method.init must be one of {', '.join(self.inits)}, got '{self.init}'")
 
     def size(self, hidden: int) -> int:
         """The bottleneck m for a model of width ``hidden``."""
@@ -253,11 +262,10 @@ class _Adapters(Method):
         self._norm_names: list[str] = []
         self._adapt(model, anatomy)
         if self.config.train_layer_norms:
-            for role in ("ln.attn", "ln.ffn"):
-                for _, path in self._kept(model, anatomy, role):
-                    for name, param in model.get_submodule(path).named_parameters():
-                        param.requires_grad_(True)
-                        self._norm_names.append(f"{path}.{name}")
+            for path in self._layer_norms(model, anatomy):
+                for name, param in model.get_submodule(path).named_parameters():
+                    param.requires_grad_(True)
+                    self._norm_names.append(f"{path}.{name}")
         for name, param in model.named_parameters():
             if f".{ADAPTER}." in name:
                 param.requires_grad_(True)
@@ -271,6 +279,10 @@ class _Adapters(Method):
             for _, path in self._kept(model, anatomy, role):
                 base = model.get_submodule(path)
                 replace_module(model, path, SequentialAdapter(base, self._bottleneck(model, anatomy, base)))
+
+    def _layer_norms(self, model, anatomy) -> list[str]:
+        """Module paths of the layer norms ``train_layer_norms`` trains: the blocks' ln.attn, ln.ffn."""
+        return [path for role in ("ln.attn", "ln.ffn") for _, path in self._kept(model, anatomy, role)]
 
     def _bottleneck(self, model, anatomy, like: nn.Module, layer_norm: bool = False) -> Bottleneck:
         d = getattr(model.config, anatomy.hidden_size_key)
