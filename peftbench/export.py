@@ -43,7 +43,7 @@ def export_peft(run_dir: Path, out: Path) -> Path:
     model_cfg = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(ModelConfig), record["config"]["model"]))
     base, tokenizer = build_model(model_cfg, get_task(record["task"]), record["seed"])
     model = copy.deepcopy(base)
-    head = attach(method, model, anatomy_of(model_type(model_cfg)))
+    head = attach(method, model, anatomy_of(model_type(model_cfg)), tokenizer)
     load_weights(model, Path(run_dir) / "method.safetensors")
 
     config, state = method.to_peft(model)

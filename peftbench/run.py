@@ -88,7 +88,7 @@ def execute(p: Plan) -> dict:
 
     trainer_cfg = _namespace(p.config["trainer"])
     model, tokenizer = build_model(p.model_cfg, p.task, p.config["seed"])
-    params = parameter_counts(model, p.method, attach(p.method, model, p.anatomy))
+    params = parameter_counts(model, p.method, attach(p.method, model, p.anatomy, tokenizer))
 
     max_length = p.config["task"]["max_length"]
     features = {

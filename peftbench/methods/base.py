@@ -34,6 +34,7 @@ class Method:
     families: ClassVar[frozenset[str]] = FAMILIES
     mergeable: ClassVar[bool] = False
     in_peft: ClassVar[bool] = False  # HF peft has this method: ``to_peft`` maps it (export)
+    tokenizer = None  # the run's tokenizer, set by ``attach`` (prompt tuning's class-label init reads it)
 
     def __init__(self, config: MethodConfig):
         self.config = config
@@ -79,13 +80,14 @@ def require(condition: bool, message: str) -> None:
         raise UserError(message)
 
 
-def attach(method: Method, model, anatomy) -> list[str]:
+def attach(method: Method, model, anatomy, tokenizer=None) -> list[str]:
     """Freeze ``model``, let ``method`` add or select its parameters, unfreeze the task head.
 
     The one way every run, count and test puts a method on a model; returns the head's names.
     """
     from peftbench.models.anatomy import head_parameter_names
 
+    method.tokenizer = tokenizer
     model.requires_grad_(False)
     method.apply(model, anatomy)
     head = head_parameter_names(model)

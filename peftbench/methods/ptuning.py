@@ -1,0 +1,98 @@
+"""P-tuning (Liu et al., "GPT Understands, Too", arXiv 2103.10385; AI Open 2023): a prompt encoder.
+
+Continuous prompt embeddings h_0..h_{n−1} are produced by a small prompt encoder f over
+trainable input vectors e_i, rather than learned directly (§3.2):
+
+    h_i = MLP([→h_i ; ←h_i]) = MLP([LSTM(e_{0:i}) ; LSTM(e_{i:n})])
+
+a bidirectional LSTM followed by a two-layer ReLU MLP, so that the prompt vectors depend on one
+another. The paper's ablation (Table "MLP, LSTM or EMB") compares three encoders:
+
+* ``lstm``: bi-LSTM (``num_layers`` layers, hidden ``hidden_size`` per direction, dropout
+  between layers) + Linear(2h, 2h) · ReLU · Linear(2h, d), as HF peft's ``PromptEncoder``
+  (``encoder_reparameterization_type=LSTM``). The paper's code uses h = d / 2 (so the MLP is
+  d → d → d); that is the default here (``hidden_size: 0``), where peft defaults to h = d;
+* ``mlp``: Linear(d, h) · ReLU · Linear(h, h) · ReLU · Linear(h, d), peft's ``MLP`` encoder
+  (default h = d, as peft);
+* ``emb``: the identity, h_i = e_i (then P-tuning is prompt tuning with an N(0, 1) table).
+
+The e_i are an ``nn.Embedding`` with its default N(0, 1) initialisation, as peft has them. The
+encoded prompt goes before the input embeddings (``peftbench.methods.soft_prompt``), as peft's
+``PromptEncoderConfig(task_type=SEQ_CLS)`` places it; the paper's task templates, which put
+prompt tokens around the input and keep anchor tokens, are not modelled. The whole encoder is
+trained and saved (it is what the parameter count reports); peft does the same.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from peftbench.methods import register, soft_prompt
+from peftbench.methods.base import Method, MethodConfig, require
+
+ENCODERS = ("lstm", "mlp", "emb")
+
+
+@dataclass
+class PTuningConfig(MethodConfig):
+    length: int = 20
+    encoder: str = "lstm"
+    hidden_size: int = 0  # 0: d/2 for lstm (the paper's code), d for mlp (peft's default)
+    num_layers: int = 2
+    dropout: float = 0.0
+
+    def check(self) -> None:
+        require(self.length >= 1, f"method.length must be a positive integer, got {self.length}; e.g. method.length=20")
+        require(self.encoder in ENCODERS, f"method.encoder '{self.encoder}' is unknown; choose one of {', '.join(ENCODERS)}")
+        require(self.hidden_size >= 0, f"method.hidden_size must be ≥ 0 (0 = the default width), got {self.hidden_size}")
+        require(self.num_layers >= 1, f"method.num_layers must be a positive integer, got {self.num_layers}")
+        require(0 <= self.dropout < 1, f"method.dropout must be in [0, 1), got {self.dropout}")
+
+    def width(self, dim: int) -> int:
+        if self.hidden_size:
+            return self.hidden_size
+        return max(1, dim // 2) if self.encoder == "lstm" else dim
+
+
+class PromptEncoder(soft_prompt.SoftPrompt):
+    """The e_i table (``embedding``) and the encoder (``lstm_head`` / ``mlp_head``, peft's names)."""
+
+    def __init__(self, config: PTuningConfig, dim: int, family: str, pad_token_id):
+        super().__init__(config.length, dim, family, pad_token_id)
+        self.encoder = config.encoder
+        h = config.width(dim)
+        if config.encoder == "lstm":
+            self.lstm_head = nn.LSTM(
+                input_size=dim, hidden_size=h, num_layers=config.num_layers, dropout=config.dropout,
+                bidirectional=True, batch_first=True,
+            )  # fmt: skip
+            self.mlp_head = nn.Sequential(nn.Linear(2 * h, 2 * h), nn.ReLU(), nn.Linear(2 * h, dim))
+        elif config.encoder == "mlp":
+            self.mlp_head = nn.Sequential(
+                nn.Linear(dim, h), nn.ReLU(), nn.Linear(h, h), nn.ReLU(), nn.Linear(h, dim)
+            )  # fmt: skip
+
+    def prompts(self) -> torch.Tensor:
+        e = self.embedding.weight
+        if self.encoder == "lstm":
+            return self.mlp_head(self.lstm_head(e.unsqueeze(0))[0])[0]
+        if self.encoder == "mlp":
+            return self.mlp_head(e)
+        return e
+
+
+@register
+class PTuning(Method):
+    name = "ptuning"
+    Config = PTuningConfig
+
+    def apply(self, model, anatomy) -> None:
+        embeddings = soft_prompt.word_embeddings(model)
+        module = PromptEncoder(self.config, embeddings.embedding_dim, anatomy.family, model.config.pad_token_id)
+        soft_prompt.attach(model, anatomy, module.to(embeddings.weight.device))
+
+    def parameter_names(self, model) -> list[str]:
+        return soft_prompt.parameter_names(model)

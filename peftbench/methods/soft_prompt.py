@@ -1,0 +1,148 @@
+"""The soft-prompt mechanism shared by prompt tuning and P-tuning: n virtual tokens before the input.
+
+A ``SoftPrompt`` module yields n vectors P ∈ R^{n×d} (d = the embedding width); the model then
+reads ``[P; E(x)]`` instead of ``E(x)``, where E is its frozen word embedding, with the attention
+mask extended by n ones (and ``token_type_ids`` by n zeros), as HF peft does for sequence
+classification (``PeftModelForSequenceClassification.forward``). Subclasses say how P is made:
+a free table (prompt tuning) or a prompt encoder over a table (P-tuning).
+
+Where the module lives: under the base model (``model.base_model.soft_prompt``), so it is not
+counted as the task head (``anatomy.head_parameter_names`` = parameters outside the base model)
+and its parameter names are stable for saving (``bert.soft_prompt.embedding.weight``).
+
+How the prompt gets in, without touching the model's code (two forward pre-hooks):
+
+* on the top-level model: embeds ``input_ids`` with E, prepends P and keeps the result for the
+  stack below; extends ``attention_mask`` / ``token_type_ids``. For encoders and decoders it also
+  prepends n *placeholder* ids to ``input_ids`` (any id but the pad id), so that what the
+  classification head reads from ``input_ids`` still lines up with the (n + L) hidden states: a
+  decoder's head pools the rightmost non-pad token, which is then right under right padding
+  (peft hands the model ``inputs_embeds`` instead, and HF then pools the last position, a pad
+  token for every row shorter than the batch; see ``test_soft_prompts``). For T5 ``input_ids``
+  stays as it is: ``T5ForSequenceClassification`` derives the decoder input and the <eos>
+  position from it, and the prompt belongs to the encoder input (Lester et al. §2);
+* on the stack that embeds tokens (the base model; T5's encoder): swaps the placeholder
+  ``input_ids`` for the kept ``inputs_embeds``.
+
+Positions follow from the model: BERT gives the prompt positions 0..n−1 and shifts the text by
+n; RoBERTa numbers ``inputs_embeds`` from padding_idx + 1 (as with peft); GPT-2 and Llama count
+0..n+L−1. Caller ``position_ids`` are dropped, as peft does. For BERT and RoBERTa the head reads
+position 0, which is now the first virtual token (as with peft).
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import torch
+from torch import nn
+
+from peftbench.errors import UserError
+
+ATTRIBUTE = "soft_prompt"
+
+
+class SoftPrompt(nn.Module):
+    """n virtual token vectors of width ``dim``; subclasses may reparameterise ``prompts``."""
+
+    def __init__(self, length: int, dim: int, family: str, pad_token_id: int | None):
+        super().__init__()
+        self.length = length
+        self.family = family
+        # a token id the decoder head will not take for padding
+        self.placeholder_id = 1 if pad_token_id == 0 else 0
+        self.embedding = nn.Embedding(length, dim)  # float32 as peft keeps it; cast to the model's dtype on use
+        self._pending: torch.Tensor | None = None
+
+    def prompts(self) -> torch.Tensor:
+        """P as (n, d)."""
+        return self.embedding.weight
+
+    # -- hooks ------------------------------------------------------------------------------
+
+    def before_model(self, model, args, kwargs):
+        """Top-level pre-hook: prompt prepended to the embedded input; masks and ids extended."""
+        kwargs = dict(kwargs)
+        if args:  # input_ids given positionally
+            kwargs["input_ids"], args = args[0], args[1:]
+        input_ids = kwargs.get("input_ids")
+        inputs_embeds = kwargs.get("inputs_embeds")
+        if input_ids is None and inputs_embeds is None:
+            return None
+        reference = input_ids if input_ids is not None else inputs_embeds
+        batch, n = reference.shape[0], self.length
+        device = reference.device
+        if inputs_embeds is None:
+            inputs_embeds = model.get_input_embeddings()(input_ids)
+        prompt = self.prompts().to(inputs_embeds.dtype).unsqueeze(0).expand(batch, -1, -1)
+        embedded = torch.cat([prompt, inputs_embeds], dim=1)
+
+        mask = kwargs.get("attention_mask")
+        if mask is not None:
+            kwargs["attention_mask"] = torch.cat([mask.new_ones(batch, n), mask], dim=1)
+        token_types = kwargs.get("token_type_ids")
+        if token_types is not None:
+            kwargs["token_type_ids"] = torch.cat([token_types.new_zeros(batch, n), token_types], dim=1)
+        if kwargs.get("position_ids") is not None:
+            warnings.warn("position_ids are ignored with a soft prompt (as in HF peft)", stacklevel=2)
+            kwargs["position_ids"] = None
+
+        if input_ids is None:  # the caller embedded the input: hand the model the embeddings (peft's path)
+            kwargs["inputs_embeds"] = embedded
+            return args, kwargs
+        self._pending = embedded
+        if self.family != "encoder_decoder":
+            placeholders = torch.full((batch, n), self.placeholder_id, dtype=input_ids.dtype, device=device)
+            kwargs["input_ids"] = torch.cat([placeholders, input_ids], dim=1)
+        return args, kwargs
+
+    def before_stack(self, stack, args, kwargs):
+        """Pre-hook of the stack that embeds tokens: use the prompt-prepended embeddings."""
+        pending, self._pending = self._pending, None
+        if pending is None:
+            return None
+        kwargs = dict(kwargs)
+        if args:
+            kwargs["input_ids"], args = args[0], args[1:]
+        input_ids = kwargs.pop("input_ids", None)
+        if input_ids is not None and input_ids.shape[0] != pending.shape[0]:
+            raise RuntimeError("soft prompt: the stack got another batch than the model")
+        kwargs["input_ids"] = None
+        kwargs["inputs_embeds"] = pending
+        return args, kwargs
+
+
+def embedding_stack(model, family: str) -> nn.Module:
+    """The module that turns ``input_ids`` into hidden states: the base model, T5's encoder."""
+    base = model.base_model
+    if family == "encoder_decoder":
+        encoder = getattr(base, "encoder", None)
+        if encoder is None:
+            raise UserError(f"{type(model).__name__} has no encoder to prepend a soft prompt to")
+        return encoder
+    return base
+
+
+def attach(model, anatomy, soft_prompt: SoftPrompt) -> None:
+    """Put ``soft_prompt`` under the base model, mark it trainable and hook it into the forward."""
+    base = model.base_model
+    if base is model:
+        raise UserError(f"{type(model).__name__} has no base model to hold a soft prompt")
+    if hasattr(base, ATTRIBUTE):
+        raise UserError("the model already has a soft prompt; apply one prompt method only")
+    setattr(base, ATTRIBUTE, soft_prompt)
+    soft_prompt.requires_grad_(True)
+    model.register_forward_pre_hook(soft_prompt.before_model, with_kwargs=True)
+    embedding_stack(model, anatomy.family).register_forward_pre_hook(soft_prompt.before_stack, with_kwargs=True)
+
+
+def word_embeddings(model) -> nn.Embedding:
+    embeddings = model.get_input_embeddings()
+    if not isinstance(embeddings, nn.Embedding):
+        raise UserError(f"{type(model).__name__} has no word-embedding table to take a soft prompt's width from")
+    return embeddings
+
+
+def parameter_names(model) -> list[str]:
+    marker = f".{ATTRIBUTE}."
+    return [name for name, _ in model.named_parameters() if marker in f".{name}"]
