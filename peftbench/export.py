@@ -4,6 +4,13 @@ The run's model is rebuilt as the run built it and its trained weights loaded; t
 itself to peft (``Method.to_peft``: config + weights under peft's names), the head becomes peft's
 ``modules_to_save``, and peft's own ``get_peft_model`` / ``save_pretrained`` write the folder, so
 ``PeftModel.from_pretrained(base, DIR)`` loads it and gives the run's outputs.
+
+Prompt-learning methods (prompt, ptuning) export with ``task_type=SEQ_CLS``; peft saves the
+prompt itself (for P-tuning, the encoder's output, not the encoder). peft then gives the run's
+logits on encoders, and on decoders for unpadded input only: peft hands a decoder
+``inputs_embeds`` alone, and HF's decoder classifiers then pool the last position, a pad token
+under right padding, where the run pools the last real token (``methods/soft_prompt.py``).
+The method declares this (``Method.export_limitation``) and the provenance file records it.
 """
 
 from __future__ import annotations
@@ -48,11 +55,15 @@ def export_peft(run_dir: Path, out: Path) -> Path:
 
     config, state = method.to_peft(model)
     config.modules_to_save = sorted({name.split(".")[0] for name in head})
+    twin = get_peft_model(base, config)
+    if config.modules_to_save:  # a task_type may have added its head names: keep each once
+        config.modules_to_save = list(dict.fromkeys(config.modules_to_save))
+    # where peft keeps the transformers model: base_model.model (tuners), base_model (prompt learning)
+    inner = next(name for name, module in twin.named_modules() if module is twin.get_base_model())
     values = dict(model.named_parameters())
     for name in head:
         top, _, rest = name.partition(".")
-        state[f"base_model.model.{top}.modules_to_save.default.{rest}"] = values[name].detach()
-    twin = get_peft_model(base, config)
+        state[f"{inner}.{top}.modules_to_save.default.{rest}"] = values[name].detach()
     twin_parameters = dict(twin.named_parameters())
     trained = {name for name, param in twin_parameters.items() if param.requires_grad}
     if set(state) != trained:
@@ -60,6 +71,7 @@ def export_peft(run_dir: Path, out: Path) -> Path:
     with torch.no_grad():
         for name, value in state.items():
             twin_parameters[name].copy_(value.reshape(twin_parameters[name].shape))
+    twin.eval()  # prompt learning saves the prompt encoder's output: no dropout in it
     twin.save_pretrained(str(out))
     tokenizer.save_pretrained(str(out))
     provenance = {
@@ -71,5 +83,7 @@ def export_peft(run_dir: Path, out: Path) -> Path:
         "task": record["task"],
         "main_metric": record["metrics"]["main"],
     }
+    if method.export_limitation:
+        provenance["limitation"] = method.export_limitation
     write_text_atomic(out / PROVENANCE, json.dumps(provenance, indent=2) + "\n")
     return out

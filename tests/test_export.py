@@ -18,26 +18,50 @@ from tests.cli import peftbench
 from tests.helpers import batch
 
 
-def _finished_run(tmp_path, model_name):
+def _finished_run(tmp_path, model_name, method=("method=lora",)):
     results = tmp_path / "results"
     done = peftbench(
-        "run", f"model={model_name}", "method=lora", "task=rte", "data.source=embedded", "trainer.max_steps=4",
-        "trainer.lr=0.05", "trainer.progress=false", f"results_dir={results}", cwd=tmp_path,
+        "run", f"model={model_name}", *method, "task=rte", "data.source=embedded", "trainer.max_steps=4",
+        "trainer.lr=0.05", "trainer.batch_size=8", "data.max_eval_samples=16", "trainer.progress=false",
+        f"results_dir={results}", cwd=tmp_path,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     (run_dir,) = [p for p in results.iterdir() if not p.name.startswith(".")]
     return run_dir, json.loads((run_dir / "record.json").read_text())
 
 
-@pytest.mark.parametrize("model_name", ["tiny-roberta", "tiny-gpt2"])  # gpt2: q and v are slices of c_attn
-def test_export_round_trip_through_peft(tmp_path, capsys, model_name):
+PROMPT = ("method=prompt", "method.length=4", "method.init=sampled_vocab")
+PTUNING = ("method=ptuning", "method.length=4")
+ONE_ROW = ("a tiny test sentence",)  # peft's decoder prompt learning pools the last position: no padding
+
+
+@pytest.mark.parametrize(
+    "model_name, method, texts",
+    [
+        pytest.param("tiny-roberta", ("method=lora",), None, id="lora-roberta"),
+        pytest.param("tiny-gpt2", ("method=lora",), None, id="lora-gpt2"),  # q and v are slices of c_attn
+        pytest.param("tiny-roberta", ("method=ia3",), None, id="ia3-roberta"),
+        pytest.param("tiny-gpt2", ("method=ia3",), None, id="ia3-gpt2"),  # k, v slices of c_attn; q as ones
+        pytest.param("tiny-roberta", PROMPT, None, id="prompt-roberta"),  # padded batch; positions from padding_idx + 1
+        pytest.param("tiny-bert", (*PTUNING, "method.dropout=0.1"), None, id="ptuning-lstm-bert"),  # token_type_ids
+        pytest.param("tiny-bert", (*PTUNING, "method.encoder=mlp"), None, id="ptuning-mlp-bert"),
+        pytest.param("tiny-roberta", ("method=prefix",), None, id="prefix-roberta"),
+        pytest.param("tiny-gpt2", ("method=prefix",), None, id="prefix-gpt2"),  # padded batch: peft passes input_ids
+        pytest.param("tiny-gpt2", PROMPT, ONE_ROW, id="prompt-gpt2-one-row"),
+        pytest.param("tiny-gpt2", (*PTUNING, "method.encoder=emb"), ONE_ROW, id="ptuning-emb-gpt2-one-row"),
+    ],
+)
+def test_export_round_trip_through_peft(tmp_path, capsys, model_name, method, texts):
     from peft import PeftModel
 
-    run_dir, record = _finished_run(tmp_path, model_name)
+    run_dir, record = _finished_run(tmp_path, model_name, method)
     out = tmp_path / "adapter"
     main(["export", str(run_dir), "--format", "peft", "--out", str(out)])
     assert (out / "adapter_config.json").is_file() and (out / "adapter_model.safetensors").is_file()
-    assert json.loads((out / "peftbench_export.json").read_text())["run_id"] == record["run_id"]
+    provenance = json.loads((out / "peftbench_export.json").read_text())
+    assert provenance["run_id"] == record["run_id"]
+    soft_prompt = record["method"] in {"prompt", "ptuning"}  # decoders: peft pools a pad under right padding
+    assert ("limitation" in provenance) == soft_prompt
 
     model_cfg, task = model_config(model_name), get_task("rte")
     base, tokenizer = build_model(model_cfg, task, record["seed"])
@@ -45,7 +69,7 @@ def test_export_round_trip_through_peft(tmp_path, capsys, model_name):
     attach(build_method(record["method_config"]), ours, anatomy_of(model_cfg.architecture["model_type"]))
     load_weights(ours, run_dir / "method.safetensors")
     theirs = PeftModel.from_pretrained(copy.deepcopy(base), str(out)).eval()
-    inputs = batch(tokenizer)
+    inputs = batch(tokenizer, texts) if texts else batch(tokenizer)
     with torch.no_grad():
         expected = ours.eval()(**inputs).logits
         got = theirs(**inputs).logits
@@ -69,3 +93,25 @@ def test_export_refuses_methods_peft_lacks_and_existing_folders(tmp_path, capsys
             main(["export", *args])
         assert exit_info.value.code == 2
         assert message in capsys.readouterr().err
+
+
+def test_to_peft_fused_ia3_vector_and_encoder_decoder_prompt_refusal():
+    from peftbench.errors import UserError
+    from tests.helpers import apply_method, tiny_classifier
+
+    model, _ = tiny_classifier("tiny-gpt2")
+    method = apply_method(model, {"name": "ia3"}, "tiny-gpt2")
+    for layer in method.layers(model):
+        torch.nn.init.uniform_(layer.ia3_l, 0.5, 1.5)
+    config, state = method.to_peft(model)
+    assert config.fan_in_fan_out and set(config.feedforward_modules) < set(config.target_modules)
+    fused = [value for name, value in state.items() if name.endswith("c_attn.ia3_l.default")]
+    assert fused and all(v.numel() == 3 * model.config.n_embd for v in fused)
+    width = model.config.n_embd
+    for vector in fused:  # q is not scaled by the run: ones; k, v carry the trained values
+        assert torch.equal(vector[:width], torch.ones(width)) and not torch.equal(vector[width:], torch.ones(2 * width))
+
+    t5, _ = tiny_classifier("tiny-t5")
+    prompt = apply_method(t5, {"name": "prompt", "length": 2, "init": "random_uniform"}, "tiny-t5")
+    with pytest.raises(UserError, match="T5ForSequenceClassification"):
+        prompt.to_peft(t5)

@@ -17,7 +17,8 @@ Both fold into the weights: l ⊙ (W x + b) = (diag(l) W) x + l ⊙ b, and W (l 
 (the input columns of ffn.out), so the method merges with no inference cost, and unmerges by
 dividing (as HF peft does, with its 1e-8 guard). On GPT-2's fused ``c_attn`` = [q; k; v] only
 the k and v slices are scaled; peft scales all of ``c_attn`` (d more parameters per layer).
-This matches HF peft's ``IA3Config(target_modules=[k, v, ffn-out], feedforward_modules=[ffn-out])``.
+This matches HF peft's ``IA3Config(target_modules=[k, v, ffn-out], feedforward_modules=[ffn-out])``;
+``to_peft`` exports a fused projection's full vector, ones on the unscaled slices (exact).
 """
 
 from __future__ import annotations
@@ -113,6 +114,7 @@ class IA3(Method):
     name = "ia3"
     Config = IA3Config
     mergeable = True
+    in_peft = True
 
     def check_model(self, anatomy, arch_config) -> None:
         super().check_model(anatomy, arch_config)
@@ -161,6 +163,25 @@ class IA3(Method):
 
     def parameter_names(self, model) -> list[str]:
         return [n for n, _ in model.named_parameters() if n.endswith(".ia3_l")]
+
+    def to_peft(self, model) -> tuple[object, dict]:
+        """peft's IA3Config on the same modules (input-scaled ones as ``feedforward_modules``), and the vectors.
+
+        A fused projection's vector is exported whole (``IA3Layer.scale``: ones on the slices the
+        run does not scale, e.g. GPT-2's q in ``c_attn``), since peft scales the whole output.
+        """
+        from peft import IA3Config
+
+        paths = {name: module for name, module in model.named_modules() if isinstance(module, IA3Layer)}
+        if any(layer.merged for layer in paths.values()):
+            raise UserError("the (IA)³ vectors are merged into the weights; unmerge before exporting")
+        config = IA3Config(
+            target_modules=sorted(paths),
+            feedforward_modules=sorted(name for name, layer in paths.items() if layer.feedforward),
+            fan_in_fan_out=any(layer.transposed for layer in paths.values()),
+        )  # fmt: skip
+        state = {f"base_model.model.{name}.ia3_l.default": layer.scale().detach() for name, layer in paths.items()}
+        return config, state
 
     def merge(self, model) -> None:
         for layer in self.layers(model):

@@ -87,6 +87,8 @@ def initial_prompt(config: PromptConfig, embeddings: torch.nn.Embedding, tokeniz
 class PromptTuning(Method):
     name = "prompt"
     Config = PromptConfig
+    in_peft = True
+    export_limitation = soft_prompt.EXPORT_LIMITATION
 
     def apply(self, model, anatomy) -> None:
         embeddings = soft_prompt.word_embeddings(model)
@@ -103,3 +105,18 @@ class PromptTuning(Method):
 
     def parameter_names(self, model) -> list[str]:
         return soft_prompt.parameter_names(model)
+
+    def to_peft(self, model) -> tuple[object, dict]:
+        """peft's ``PromptTuningConfig(task_type=SEQ_CLS)`` with n virtual tokens, and P.
+
+        The init is irrelevant once P is trained; ``RANDOM`` keeps peft from reading a tokenizer.
+        Limits: see ``soft_prompt`` (padded decoder rows, encoder–decoders).
+        """
+        from peft import PromptTuningConfig, PromptTuningInit, TaskType
+
+        module = soft_prompt.exported(model)
+        config = PromptTuningConfig(
+            task_type=TaskType.SEQ_CLS, num_virtual_tokens=module.length, token_dim=module.embedding.embedding_dim,
+            num_transformer_submodules=1, prompt_tuning_init=PromptTuningInit.RANDOM,
+        )  # fmt: skip
+        return config, soft_prompt.peft_state(module)

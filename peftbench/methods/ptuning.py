@@ -88,6 +88,8 @@ class PromptEncoder(soft_prompt.SoftPrompt):
 class PTuning(Method):
     name = "ptuning"
     Config = PTuningConfig
+    in_peft = True
+    export_limitation = soft_prompt.EXPORT_LIMITATION
 
     def apply(self, model, anatomy) -> None:
         embeddings = soft_prompt.word_embeddings(model)
@@ -96,3 +98,32 @@ class PTuning(Method):
 
     def parameter_names(self, model) -> list[str]:
         return soft_prompt.parameter_names(model)
+
+    def to_peft(self, model) -> tuple[object, dict]:
+        """peft's ``PromptEncoderConfig(task_type=SEQ_CLS)`` with the same encoder, and its weights.
+
+        ``lstm`` and ``mlp`` map to peft's LSTM / MLP reparameterisations (same layers, same
+        names); ``emb`` (no encoder, which peft's P-tuning lacks) is exported as peft prompt
+        tuning of the e_i table, the same prompt. peft's ``save_pretrained`` stores the encoder's
+        output, the prompt itself (what ``PeftModel.from_pretrained`` uses for inference), not the
+        encoder. Limits: see ``soft_prompt`` (padded decoder rows, encoder–decoders).
+        """
+        from peft import PromptEncoderConfig, PromptTuningConfig, PromptTuningInit, TaskType
+
+        module = soft_prompt.exported(model)
+        dim = module.embedding.embedding_dim
+        common = dict(
+            task_type=TaskType.SEQ_CLS, num_virtual_tokens=module.length, token_dim=dim, num_transformer_submodules=1
+        )  # fmt: skip
+        if self.config.encoder == "emb":
+            config = PromptTuningConfig(prompt_tuning_init=PromptTuningInit.RANDOM, **common)
+        else:
+            lstm = self.config.encoder == "lstm"
+            config = PromptEncoderConfig(
+                encoder_reparameterization_type=self.config.encoder.upper(),
+                encoder_hidden_size=self.config.width(dim),
+                encoder_num_layers=self.config.num_layers if lstm else PromptEncoderConfig.encoder_num_layers,
+                encoder_dropout=self.config.dropout if lstm else 0.0,
+                **common,
+            )  # fmt: skip
+        return config, soft_prompt.peft_state(module)

@@ -28,6 +28,13 @@ Positions follow from the model: BERT gives the prompt positions 0..n−1 and sh
 n; RoBERTa numbers ``inputs_embeds`` from padding_idx + 1 (as with peft); GPT-2 and Llama count
 0..n+L−1. Caller ``position_ids`` are dropped, as peft does. For BERT and RoBERTa the head reads
 position 0, which is now the first virtual token (as with peft).
+
+Export to peft (``peft_state``): the module's parameters keep peft's names under
+``prompt_encoder.default``; the peft config has ``task_type=SEQ_CLS``. peft computes the same
+logits for encoders, and for decoders on unpadded input (one row, or rows of equal length);
+under right padding its decoder head reads a pad position (above), so padded decoder rows
+differ. Encoder–decoders are refused: peft hands ``T5ForSequenceClassification`` only
+``inputs_embeds``, which it does not accept.
 """
 
 from __future__ import annotations
@@ -143,6 +150,31 @@ def word_embeddings(model) -> nn.Embedding:
     return embeddings
 
 
+def exported(model) -> SoftPrompt:
+    """The model's soft prompt, checked for export to peft's prompt learning (SEQ_CLS)."""
+    modules = [m for m in model.modules() if isinstance(m, SoftPrompt)]
+    if len(modules) != 1:
+        raise RuntimeError(f"expected one soft prompt in the model, found {len(modules)}")
+    (module,) = modules
+    if module.family == "encoder_decoder":
+        raise UserError(
+            "peft's prompt learning for sequence classification passes the encoder–decoder only inputs_embeds, "
+            "which T5ForSequenceClassification refuses; export prompt methods from encoder or decoder runs"
+        )
+    return module
+
+
+def peft_state(module: SoftPrompt) -> dict:
+    """The module's weights under peft's names (``PromptEmbedding`` / ``PromptEncoder`` use the same)."""
+    return {f"prompt_encoder.default.{name}": value.detach() for name, value in module.named_parameters()}
+
+
 def parameter_names(model) -> list[str]:
     marker = f".{ATTRIBUTE}."
     return [name for name, _ in model.named_parameters() if marker in f".{name}"]
+
+
+EXPORT_LIMITATION = (
+    "peft prompt learning (SEQ_CLS) on a decoder pools the last position: logits match the run's "
+    "for unpadded input only (one row, or rows of equal length); encoders match under any padding"
+)
