@@ -1,0 +1,261 @@
+"""Sparse fine-tuning with a fixed-size mask: LT-SFT (Ansell et al., ACL 2022) / diff pruning's δ.
+
+Both papers fine-tune a sparse difference vector on top of the frozen pretrained weights:
+
+    θ = θ0 + δ,     δ = μ ⊙ φ,   μ ∈ {0, 1}^D a fixed mask with |μ| = k
+
+(Guo, Rush & Kim, ACL 2021, "Parameter-Efficient Transfer Learning with Diff Pruning", Eq. 1–2;
+Ansell, Ponti, Korhonen & Vulić, ACL 2022, "Composable Sparse Fine-Tuning for Cross-Lingual
+Transfer", §3). What differs between them is how μ is found:
+
+* **LT-SFT (the paper's procedure)**: (1) fine-tune *every* parameter, θ0 → θ1; (2) μ = the k
+  parameters with the largest |θ1 − θ0| (one global threshold); (3) reset to θ0 and fine-tune
+  only the masked parameters, giving δ. Their code also offers an L1 penalty on θ − θ0 (a
+  coefficient, 0 by default in the original release) and a random mask (``Random``) as baseline.
+* **Diff pruning**: learns δ = z ⊙ w with a relaxed-L0 (hard-concrete) mask z, projects δ onto
+  the target sparsity by magnitude, then fine-tunes δ with that mask fixed. Only that final,
+  fixed-mask stage is what this module provides.
+
+What this implementation does. The mask is chosen when the method is applied (``mask_from``):
+
+* ``change`` — LT-SFT exactly, as two runs of our single trainer: ``reference`` names a finished
+  ``method=full`` run (its folder or its ``method.safetensors``) of the same model and task,
+  which is phase (1); this run picks the top-k |θ1 − θ0| over the eligible parameters (phase 2)
+  and trains δ from θ0 (phase 3). In one run this needs a trainer hook (see the report / issue).
+* ``random`` — k positions uniformly at random (seeded): the LT-SFT code's random baseline.
+* ``magnitude`` — the k pretrained weights of largest |θ0|: a data-free baseline, in no paper.
+
+``k`` is given directly or as ``density`` × (eligible backbone parameters, rounded). Eligible:
+every backbone parameter tensor (embeddings, matrices, biases, norms; not the head, which trains
+densely as with every method); ``embeddings: false`` / ``layer_norms: false`` leave those out
+(LT-SFT's ``freeze_embeddings`` / ``freeze_layer_norm`` switches). Not reproduced: the optional
+L1 penalty (the trainer has no method-loss hook) and LT-SFT's iterated variant.
+
+Storage: for each tensor with masked entries, its flat ``indices`` (a buffer, sorted) and the
+trainable ``sparse_values`` φ (k in all), applied by a ``torch.nn.utils.parametrize``
+parametrisation W = W0 + scatter(indices, φ); W0 is never written, φ starts at 0 (the model starts
+at θ0). The mask itself is not saved with the trained values: it is rebuilt from the config
+(seed / pretrained weights / reference run), deterministically. ``merge`` writes W0[μ] += φ (and
+remembers the k original values); ``unmerge`` puts those values back, bit-exact.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import torch
+from torch import nn
+from torch.nn.utils import parametrize
+
+from peftbench.errors import UserError
+from peftbench.methods import register
+from peftbench.methods.base import Method, MethodConfig, require
+
+MASK_SOURCES = ("change", "random", "magnitude")
+
+
+@dataclass
+class SparseConfig(MethodConfig):
+    density: Optional[float] = None  # fraction of the eligible backbone parameters
+    k: Optional[int] = None  # or the number of them
+    mask_from: str = "random"  # change (LT-SFT, needs reference) | random | magnitude
+    reference: Optional[str] = None  # a finished method=full run (folder or method.safetensors)
+    embeddings: bool = True  # embedding tables are eligible
+    layer_norms: bool = True  # layer-norm weights and biases are eligible
+    seed: int = 0  # the random mask
+
+    def check(self) -> None:
+        require(
+            (self.density is None) != (self.k is None),
+            "give exactly one of method.density (a fraction, e.g. 0.005) and method.k (a count); "
+            "conf/method/sparse.yaml sets density, so with method.k=N also pass method.density=null",
+        )
+        if self.density is not None:
+            require(0 < self.density <= 1, f"method.density must be in (0, 1], got {self.density}")
+        if self.k is not None:
+            require(self.k >= 1, f"method.k must be a positive integer, got {self.k}")
+        require(
+            self.mask_from in MASK_SOURCES,
+            f"method.mask_from must be one of {', '.join(MASK_SOURCES)}, got '{self.mask_from}'",
+        )
+        if self.mask_from == "change":
+            require(
+                bool(self.reference),
+                "method.mask_from=change (LT-SFT) needs method.reference: the folder of a finished "
+                "method=full run of the same model and task",
+            )
+            path = _reference_file(self.reference)
+            require(path.is_file(), f"method.reference: {path} does not exist; point it at a finished full run")
+
+
+class SparseDelta(nn.Module):
+    """Parametrisation W = W0 + δ, δ zero but at the flat ``indices``, where it is ``sparse_values``."""
+
+    def __init__(self, indices: torch.Tensor, dtype: torch.dtype):
+        super().__init__()
+        self.register_buffer("indices", indices)
+        self.sparse_values = nn.Parameter(torch.zeros(indices.numel(), dtype=dtype, device=indices.device))
+        self.merged = False
+        self._saved: torch.Tensor | None = None
+
+    def forward(self, original: torch.Tensor) -> torch.Tensor:
+        if self.merged:
+            return original
+        flat = original.reshape(-1).index_add(0, self.indices, self.sparse_values.to(original.dtype))
+        return flat.view_as(original)
+
+
+def backbone_tensors(model) -> list[tuple[str, nn.Parameter, list[tuple[nn.Module, str]]]]:
+    """Every backbone parameter once: (its name, it, every (module, attribute) that holds it).
+
+    A tied tensor (T5's ``shared`` and ``encoder.embed_tokens``) has several holders; all of them
+    must be parametrised alike.
+    """
+    from peftbench.models.anatomy import head_parameter_names
+
+    head = set(head_parameter_names(model))
+    holders: dict[int, list] = {}
+    for module in model.modules():
+        for attribute, param in module._parameters.items():
+            if param is not None:
+                holders.setdefault(id(param), []).append((module, attribute))
+    return [(name, p, holders[id(p)]) for name, p in model.named_parameters() if name not in head]
+
+
+@register
+class SparseFineTuning(Method):
+    name = "sparse"
+    Config = SparseConfig
+    mergeable = True
+
+    def apply(self, model, anatomy) -> None:
+        tensors = self._eligible(model)
+        total = sum(p.numel() for _, p, _ in tensors)
+        if total == 0:
+            raise UserError("method=sparse found no eligible backbone parameters; enable embeddings or layer_norms")
+        k = self.config.k if self.config.k is not None else max(1, round(self.config.density * total))
+        if k > total:
+            raise UserError(f"method.k={k} exceeds the {total:,} eligible backbone parameters; choose k ≤ {total}")
+        for (name, param, owners), indices in zip(tensors, self._select(tensors, k)):
+            if indices.numel() == 0:
+                continue
+            delta = SparseDelta(indices.to(param.device), param.dtype)
+            for module, attribute in owners:
+                parametrize.register_parametrization(module, attribute, delta)
+            delta.sparse_values.requires_grad_(True)
+
+    def parameter_names(self, model) -> list[str]:
+        return [n for n, _ in model.named_parameters() if n.endswith(".sparse_values")]
+
+    def masks(self, model) -> dict[str, torch.Tensor]:
+        """Flat indices of the masked entries, by the tensor's name before parametrisation."""
+        found, seen = {}, set()
+        for path, module in model.named_modules():
+            if parametrize.is_parametrized(module):
+                for attribute, stack in module.parametrizations.items():
+                    for p in stack:
+                        if isinstance(p, SparseDelta) and id(p) not in seen:  # a tied tensor: once
+                            seen.add(id(p))
+                            found[f"{path}.{attribute}" if path else attribute] = p.indices
+        return found
+
+    def _eligible(self, model):
+        tensors = backbone_tensors(model)
+        kept = []
+        for name, param, owners in tensors:
+            kinds = {type(module).__name__.lower() for module, _ in owners}
+            if not self.config.embeddings and any(isinstance(m, nn.Embedding) for m, _ in owners):
+                continue
+            if not self.config.layer_norms and any("norm" in kind for kind in kinds):
+                continue
+            kept.append((name, param, owners))
+        return kept
+
+    def _select(self, tensors, k: int) -> list[torch.Tensor]:
+        """Per tensor, the sorted flat indices of its share of the global top-k."""
+        sizes = [p.numel() for _, p, _ in tensors]
+        if any(p.is_meta for _, p, _ in tensors):  # counting from configs: only how many matters
+            return [torch.empty(n, dtype=torch.long, device="meta") for n in _proportional(sizes, k)]
+        source = self.config.mask_from
+        if source == "random":
+            generator = torch.Generator().manual_seed(self.config.seed)
+            chosen = torch.randperm(sum(sizes), generator=generator)[:k]
+        else:
+            scores = self._scores(tensors)
+            chosen = torch.topk(scores, k, sorted=False).indices
+        chosen = chosen.sort().values
+        bounds = torch.tensor([0, *sizes]).cumsum(0)
+        out = []
+        for i in range(len(sizes)):
+            lo, hi = torch.searchsorted(chosen, bounds[i : i + 2]).tolist()
+            out.append(chosen[lo:hi] - bounds[i])
+        return out
+
+    def _scores(self, tensors) -> torch.Tensor:
+        """One flat score per eligible parameter: |θ0| (magnitude) or |θ1 − θ0| (change)."""
+        if self.config.mask_from == "magnitude":
+            return torch.cat([p.detach().float().abs().reshape(-1).cpu() for _, p, _ in tensors])
+        from safetensors.torch import load_file
+
+        path = _reference_file(self.config.reference)
+        trained = load_file(str(path))
+        missing = [name for name, _, _ in tensors if name not in trained]
+        if missing:
+            raise UserError(
+                f"method.reference {path} has no trained weights for {missing[:3]} "
+                f"({len(missing)} tensors): it must be a method=full run of the same model"
+            )
+        scores = []
+        for name, p, _ in tensors:
+            theta1 = trained[name]
+            if theta1.shape != p.shape:
+                raise UserError(f"method.reference {path}: {name} has shape {tuple(theta1.shape)}, not {tuple(p.shape)}")
+            scores.append((theta1.float() - p.detach().float().cpu()).abs().reshape(-1))
+        return torch.cat(scores)
+
+    def _deltas(self, model) -> list[tuple[nn.Module, str, SparseDelta]]:
+        found, seen = [], set()
+        for module in model.modules():
+            if parametrize.is_parametrized(module):
+                for attribute, stack in module.parametrizations.items():
+                    for p in stack:
+                        if isinstance(p, SparseDelta) and id(p) not in seen:
+                            seen.add(id(p))
+                            found.append((module, attribute, p))
+        return found
+
+    @torch.no_grad()
+    def merge(self, model) -> None:
+        for module, attribute, delta in self._deltas(model):
+            if not delta.merged:
+                flat = module.parametrizations[attribute].original.view(-1)
+                delta._saved = flat[delta.indices].clone()
+                flat.index_add_(0, delta.indices, delta.sparse_values.to(flat.dtype))
+                delta.merged = True
+
+    @torch.no_grad()
+    def unmerge(self, model) -> None:
+        for module, attribute, delta in self._deltas(model):
+            if delta.merged:
+                flat = module.parametrizations[attribute].original.view(-1)
+                flat[delta.indices] = delta._saved  # the pretrained values, bit-exact
+                delta._saved = None
+                delta.merged = False
+
+
+def _proportional(sizes: list[int], k: int) -> list[int]:
+    """k split over tensors in proportion to their sizes (largest remainders), summing to k."""
+    total = sum(sizes)
+    exact = [k * n / total for n in sizes]
+    counts = [int(x) for x in exact]
+    order = sorted(range(len(sizes)), key=lambda i: exact[i] - counts[i], reverse=True)
+    for i in order[: k - sum(counts)]:
+        counts[i] += 1
+    return counts
+
+
+def _reference_file(reference: str) -> Path:
+    path = Path(reference).expanduser()
+    return path / "method.safetensors" if path.is_dir() else path

@@ -1,0 +1,246 @@
+"""Sparse fine-tuning with a fixed-size mask (LT-SFT / diff pruning's δ): θ = θ0 + δ, |δ|₀ ≤ k.
+
+What is checked: the method trains exactly k numbers; the mask has k distinct entries, chosen as
+``mask_from`` says (random by seed, top-k |θ0|, or LT-SFT's top-k |θ1 − θ0| from a full run's
+saved weights); the model starts at θ0 and θ0 is never written; after merging, exactly the masked
+weights differ from the pretrained ones; unmerge restores them bit for bit.
+"""
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from peftbench.config import model_config
+from peftbench.counting import parameter_counts
+from peftbench.errors import UserError
+from peftbench.methods import build_method
+from peftbench.methods.base import attach
+from peftbench.methods.sparse import backbone_tensors
+from peftbench.models.anatomy import anatomy_of, head_parameter_names
+from peftbench.models.load import skeleton_for_classification
+from peftbench.train.weights import load_weights, save_weights, trainable_state
+from tests.helpers import apply_method, batch, tiny_classifier
+
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+K = 300
+RANDOM = {"name": "sparse", "k": K, "mask_from": "random", "seed": 0}
+MAGNITUDE = {"name": "sparse", "k": K, "mask_from": "magnitude"}
+MODELS = ["tiny-bert", "tiny-gpt2", "tiny-t5"]
+
+
+def _adapted(node, model_name):
+    reference, tokenizer = tiny_classifier(model_name)
+    model, _ = tiny_classifier(model_name)  # same seed: same pretrained weights
+    return reference, model, tokenizer, apply_method(model, node, model_name)
+
+
+def _flat_pretrained(reference) -> dict[str, torch.Tensor]:
+    return {name: p.detach().reshape(-1) for name, p, _ in backbone_tensors(reference)}
+
+
+def _effective(model, reference) -> dict[str, torch.Tensor]:
+    """The weights the adapted model computes with, under the pretrained names."""
+    return {name: getattr(model.get_submodule(name.rpartition(".")[0]), name.rpartition(".")[2]).detach().reshape(-1)
+            for name, _, _ in backbone_tensors(reference)}  # fmt: skip
+
+
+def _originals(model, reference) -> dict[str, torch.Tensor]:
+    """The stored θ0 of the adapted model (``parametrizations.<attr>.original`` where masked)."""
+    params = dict(model.named_parameters())
+    out = {}
+    for name, _, _ in backbone_tensors(reference):
+        head, _, attribute = name.rpartition(".")
+        out[name] = params.get(name, params.get(f"{head}.parametrizations.{attribute}.original"))
+    return out
+
+
+def _step(model, tokenizer):
+    model.train()
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    inputs = batch(tokenizer)
+    inputs["labels"] = torch.tensor([0, 1])
+    model(**inputs).loss.backward()
+    optimizer.step()
+    model.eval()
+
+
+@pytest.mark.parametrize("model_name", MODELS)
+@pytest.mark.parametrize("node", [RANDOM, MAGNITUDE], ids=["random", "magnitude"])
+def test_trains_exactly_k_numbers_on_a_k_entry_mask(node, model_name):
+    reference, model, _, method = _adapted(node, model_name)
+    sizes = {name: p.numel() for name, p in model.named_parameters()}
+    own = method.parameter_names(model)
+    assert sum(sizes[name] for name in own) == K
+    assert {n for n, p in model.named_parameters() if p.requires_grad} == set(own) | set(head_parameter_names(model))
+    masks = method.masks(model)
+    pretrained = _flat_pretrained(reference)
+    assert sum(m.numel() for m in masks.values()) == K
+    for name, indices in masks.items():
+        assert indices.unique().numel() == indices.numel()  # distinct
+        assert 0 <= int(indices.min()) and int(indices.max()) < pretrained[name].numel()
+
+
+def test_density_is_a_fraction_of_the_backbone():
+    reference, model, _, method = _adapted({"name": "sparse", "density": 0.01}, "tiny-bert")
+    backbone = sum(p.numel() for _, p, _ in backbone_tensors(reference))
+    counts = sum(m.numel() for m in method.masks(model).values())
+    assert counts == round(0.01 * backbone)
+
+
+def test_random_mask_is_fixed_by_the_seed():
+    masks = []
+    for seed in (0, 0, 1):
+        _, model, _, method = _adapted({**RANDOM, "seed": seed}, "tiny-bert")
+        masks.append({name: m.tolist() for name, m in method.masks(model).items()})
+    assert masks[0] == masks[1]
+    assert masks[0] != masks[2]
+
+
+def test_magnitude_mask_is_the_top_k_pretrained_weights():
+    reference, model, _, method = _adapted(MAGNITUDE, "tiny-bert")
+    pretrained = _flat_pretrained(reference)
+    chosen = torch.cat([pretrained[n][i].abs() for n, i in method.masks(model).items()])
+    everything = torch.cat(list(pretrained.values())).abs()
+    assert chosen.min() >= everything.topk(K).values.min()
+
+
+def test_change_mask_is_lt_sft_top_k_of_a_full_run(tmp_path):
+    """LT-SFT phase 2: the k largest |θ1 − θ0| of a full fine-tuning run's saved weights."""
+    reference, _ = tiny_classifier("tiny-bert")
+    pretrained = {name: p.detach().clone() for name, p, _ in backbone_tensors(reference)}
+    generator = torch.Generator().manual_seed(3)
+    theta1 = {name: p + 1e-4 * torch.randn(p.shape, generator=generator) for name, p in pretrained.items()}
+    moved = {
+        "bert.encoder.layer.1.attention.self.query.weight": [0, 5, 77],
+        "bert.embeddings.word_embeddings.weight": [12, 30000],
+        "bert.pooler.dense.bias": [3],
+    }
+    for name, positions in moved.items():
+        theta1[name].view(-1)[positions] += 1.0
+    head = {name: p.detach().clone() for name, p in reference.named_parameters() if name.startswith("classifier")}
+    run_dir = tmp_path / "full-run"
+    run_dir.mkdir()
+    save_file({**theta1, **head}, str(run_dir / "method.safetensors"))
+
+    model, _ = tiny_classifier("tiny-bert")
+    method = apply_method(model, {"name": "sparse", "k": 6, "mask_from": "change", "reference": str(run_dir)}, "tiny-bert")
+    assert {n: m.tolist() for n, m in method.masks(model).items()} == moved
+
+    partial = tmp_path / "partial.safetensors"
+    save_file({"bert.pooler.dense.bias": theta1["bert.pooler.dense.bias"]}, str(partial))
+    model, _ = tiny_classifier("tiny-bert")
+    with pytest.raises(UserError, match="full run|method=full"):
+        apply_method(model, {"name": "sparse", "k": 6, "mask_from": "change", "reference": str(partial)}, "tiny-bert")
+
+
+@pytest.mark.parametrize("model_name", MODELS)
+def test_starts_at_the_pretrained_model(model_name):
+    reference, model, tokenizer, _ = _adapted(RANDOM, model_name)
+    with torch.no_grad():
+        assert torch.equal(model(**batch(tokenizer)).logits, reference(**batch(tokenizer)).logits)
+
+
+@pytest.mark.parametrize("model_name", MODELS)
+def test_one_step_moves_only_values_and_head_and_theta0_stays(model_name):
+    # magnitude on tiny-bert picks big weights anywhere; take a dense-enough random mask to get gradients
+    reference, model, tokenizer, method = _adapted({**RANDOM, "k": 5000}, model_name)
+    own = set(method.parameter_names(model))
+    head = set(head_parameter_names(model))
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    _step(model, tokenizer)
+    after = dict(model.named_parameters())
+    frozen = [n for n in before if n not in own | head]
+    assert all(torch.equal(after[n], before[n]) for n in frozen)
+    assert any(not torch.equal(after[n], before[n]) for n in own)
+    for name, stored in _originals(model, reference).items():
+        assert torch.equal(stored, _flat_pretrained(reference)[name].view_as(stored))
+    # the effective weights differ from θ0 only on the mask
+    masks = method.masks(model)
+    pretrained = _flat_pretrained(reference)
+    for name, weight in _effective(model, reference).items():
+        changed = (weight != pretrained[name]).nonzero().flatten()
+        assert set(changed.tolist()) <= set(masks.get(name, torch.empty(0)).tolist())
+
+
+@pytest.mark.parametrize("model_name", MODELS)
+def test_merge_changes_exactly_the_k_masked_weights_and_unmerge_restores_bit_exact(model_name):
+    reference, model, tokenizer, method = _adapted(RANDOM, model_name)
+    with torch.no_grad():
+        for name in method.parameter_names(model):
+            dict(model.named_parameters())[name].uniform_(0.5, 1.0)  # every masked value moves
+        inputs = batch(tokenizer)
+        adapted = model(**inputs).logits
+        method.merge(model)
+        assert torch.allclose(model(**inputs).logits, adapted, atol=1e-5)
+        pretrained = _flat_pretrained(reference)
+        masks = method.masks(model)
+        differing = 0
+        for name, stored in _originals(model, reference).items():
+            changed = (stored.reshape(-1) != pretrained[name]).nonzero().flatten()
+            assert changed.tolist() == sorted(masks.get(name, torch.empty(0, dtype=torch.long)).tolist())
+            differing += changed.numel()
+        assert differing == K
+        method.merge(model)  # idempotent
+        assert torch.allclose(model(**inputs).logits, adapted, atol=1e-5)
+        method.unmerge(model)
+        for name, stored in _originals(model, reference).items():
+            assert torch.equal(stored.reshape(-1), pretrained[name])
+        assert torch.allclose(model(**inputs).logits, adapted, atol=1e-5)
+
+
+@pytest.mark.parametrize("model_name", MODELS)
+def test_save_load_round_trip_gives_same_logits(model_name, tmp_path):
+    _, model, tokenizer, method = _adapted({**RANDOM, "k": 5000}, model_name)
+    _step(model, tokenizer)
+    state = trainable_state(model)
+    assert set(state) == set(method.parameter_names(model)) | set(head_parameter_names(model))
+    save_weights(state, tmp_path / "method.safetensors")
+    fresh, _ = tiny_classifier(model_name)
+    apply_method(fresh, {**RANDOM, "k": 5000}, model_name)  # the mask is rebuilt from the config
+    inputs = batch(tokenizer)
+    with torch.no_grad():
+        trained = model(**inputs).logits
+        assert not torch.equal(fresh(**inputs).logits, trained)
+        load_weights(fresh, tmp_path / "method.safetensors")
+        assert torch.equal(fresh(**inputs).logits, trained)
+
+
+def test_embeddings_and_layer_norms_can_be_left_out():
+    _, model, _, method = _adapted({"name": "sparse", "density": 0.2, "embeddings": False, "layer_norms": False}, "tiny-bert")
+    names = set(method.masks(model))
+    assert names and not any("embeddings" in n or "LayerNorm" in n for n in names)
+
+
+@pytest.mark.parametrize(
+    "node, message",
+    [
+        ({"name": "sparse", "density": 0.1, "k": 5}, "exactly one"),
+        ({"name": "sparse", "density": None, "k": None}, "exactly one"),
+        ({"name": "sparse", "density": 1.5, "k": None}, "density"),
+        ({"name": "sparse", "density": None, "k": 0}, "method.k"),
+        ({"name": "sparse", "k": 5, "mask_from": "movement"}, "mask_from"),
+        ({"name": "sparse", "k": 5, "mask_from": "change"}, "reference"),
+        ({"name": "sparse", "k": 5, "mask_from": "change", "reference": "/nonexistent/run"}, "does not exist"),
+    ],
+)
+def test_config_is_checked(node, message):
+    node = {"density": None, **node}
+    with pytest.raises(UserError, match=message):
+        build_method(node)
+
+
+def test_k_larger_than_the_backbone_is_refused():
+    model, _ = tiny_classifier("tiny-bert")
+    with pytest.raises(UserError, match="exceeds"):
+        apply_method(model, {"name": "sparse", "density": None, "k": 10**9}, "tiny-bert")
+
+
+@pytest.mark.parametrize("node", [{**RANDOM, "density": None}, {"name": "sparse", "density": 0.005}], ids=["k", "density"])
+def test_counts_from_the_config_alone(node):
+    model = skeleton_for_classification(model_config("tiny-bert"))
+    method = build_method(node)
+    backbone = sum(p.numel() for n, p in model.named_parameters() if not n.startswith("classifier"))
+    counts = parameter_counts(model, method, attach(method, model, anatomy_of("bert")))
+    assert counts["trainable_method"] == (K if node.get("k") else round(0.005 * backbone))
