@@ -12,8 +12,8 @@ from peftbench.methods import build_method
 from peftbench.methods.adapters import ADAPTER, Bottleneck, ParallelAdapter, SequentialAdapter
 from peftbench.models.anatomy import anatomy_of, blocks, head_parameter_names, locate
 from peftbench.models.load import architecture_config, config_from_fields, skeleton_for_classification
-from peftbench.train.weights import load_weights, save_weights, trainable_state
-from tests.helpers import apply_method, batch, tiny_classifier
+from tests.helpers import adamw_step, apply_method, assert_save_load_round_trip, assert_step_touches_only, batch
+from tests.helpers import fresh_adapted, method_and_head, tiny_classifier
 
 from peftbench.counting import parameter_counts
 
@@ -43,16 +43,6 @@ EXPECTED = {
 def _own_count(model, method) -> int:
     sizes = {name: param.numel() for name, param in model.named_parameters()}
     return sum(sizes[name] for name in method.parameter_names(model))
-
-
-def _adamw_step(model, tokenizer) -> None:
-    model.train()
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
-    inputs = batch(tokenizer)
-    inputs["labels"] = torch.tensor([0, 1])
-    model(**inputs).loss.backward()
-    optimizer.step()
-    model.eval()
 
 
 # --- near-identity at initialisation -----------------------------------------------------------
@@ -108,17 +98,11 @@ def test_houlsby_init_is_near_identity_truncated_normal():
 def test_one_step_moves_only_adapters_norms_and_head(variant, model_name):
     model, tokenizer = tiny_classifier(model_name)
     method = apply_method(model, VARIANTS[variant], model_name)
-    own, head = set(method.parameter_names(model)), set(head_parameter_names(model))
-    trainable = {name for name, param in model.named_parameters() if param.requires_grad}
-    assert trainable == own | head
-    assert not own & head and len(own) == len(method.parameter_names(model))
+    own, head = method_and_head(model, method)
+    assert len(own) == len(method.parameter_names(model))
     assert _own_count(model, method) == EXPECTED[variant].get(model_name, EXPECTED[variant]["default"])
 
-    before = {name: param.detach().clone() for name, param in model.named_parameters()}
-    _adamw_step(model, tokenizer)
-    after = dict(model.named_parameters())
-    moved = [name for name in before if name not in own | head and not torch.equal(after[name], before[name])]
-    assert not moved, f"frozen weights changed: {moved[:5]}"
+    before, after = assert_step_touches_only(model, own | head, tokenizer)
     assert any(not torch.equal(after[name], before[name]) for name in own)
     if variant == "houlsby":  # the layer norms train too (Houlsby §2.1)
         norms = [n for n in own if f".{ADAPTER}." not in n]
@@ -129,19 +113,8 @@ def test_one_step_moves_only_adapters_norms_and_head(variant, model_name):
 def test_save_load_round_trip_gives_same_logits(variant, model_name, tmp_path):
     model, tokenizer = tiny_classifier(model_name)
     method = apply_method(model, VARIANTS[variant], model_name)
-    _adamw_step(model, tokenizer)
-    state = trainable_state(model)
-    assert set(state) == set(method.parameter_names(model)) | set(head_parameter_names(model))
-    save_weights(state, tmp_path / "method.safetensors")
-
-    fresh, _ = tiny_classifier(model_name)
-    apply_method(fresh, VARIANTS[variant], model_name)
-    inputs = batch(tokenizer)
-    with torch.no_grad():
-        trained = model(**inputs).logits
-        assert not torch.equal(fresh(**inputs).logits, trained)
-        load_weights(fresh, tmp_path / "method.safetensors")
-        assert torch.equal(fresh(**inputs).logits, trained)
+    adamw_step(model, tokenizer)
+    assert_save_load_round_trip(model, tokenizer, lambda: fresh_adapted(model_name, VARIANTS[variant]), tmp_path, method)
 
 
 # --- placement -----------------------------------------------------------------------------------
@@ -305,7 +278,7 @@ def test_adapter_drop_leaves_the_lowest_blocks_untouched(variant, model_name):
             assert inside and trainable
     full = EXPECTED[variant].get(model_name, EXPECTED[variant]["default"])
     assert _own_count(model, method) == full // 2
-    _adamw_step(model, tokenizer)  # still trains
+    adamw_step(model, tokenizer)  # still trains
 
 
 # --- refusals ------------------------------------------------------------------------------------

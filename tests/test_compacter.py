@@ -17,10 +17,10 @@ from peftbench.methods import build_method
 from peftbench.methods.adapters import ADAPTER, SequentialAdapter
 from peftbench.methods.base import attach
 from peftbench.methods.compacter import SHARED, PHMBottleneck, PHMLinear
-from peftbench.models.anatomy import anatomy_of, head_parameter_names, locate
+from peftbench.models.anatomy import anatomy_of, locate
 from peftbench.models.load import architecture_config, skeleton_for_classification
-from peftbench.train.weights import load_weights, save_weights, trainable_state
-from tests.helpers import apply_method, batch, tiny_classifier
+from tests.helpers import adamw_step, apply_method, assert_save_load_round_trip, assert_step_touches_only, batch
+from tests.helpers import fresh_adapted, method_and_head, tiny_classifier
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -64,14 +64,6 @@ def _loss(model, tokenizer):
     inputs = batch(tokenizer)
     inputs["labels"] = torch.tensor([0, 1])
     return model(**inputs).loss
-
-
-def _adamw_step(model, tokenizer) -> None:
-    model.train()
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
-    _loss(model, tokenizer).backward()
-    optimizer.step()
-    model.eval()
 
 
 def _kron_weight(A: torch.Tensor, s: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -203,17 +195,11 @@ def test_shared_A_gets_gradient_from_every_layer(model_name):
 def test_one_step_moves_only_compacter_norms_and_head(variant, model_name):
     model, tokenizer = tiny_classifier(model_name)
     method = apply_method(model, VARIANTS[variant], model_name)
-    own, head = set(method.parameter_names(model)), set(head_parameter_names(model))
-    trainable = {name for name, param in model.named_parameters() if param.requires_grad}
-    assert trainable == own | head
-    assert not own & head and len(own) == len(method.parameter_names(model))
+    own, head = method_and_head(model, method)
+    assert len(own) == len(method.parameter_names(model))
     assert _own_count(model, method) == EXPECTED[variant].get(model_name, EXPECTED[variant]["default"])
 
-    before = {name: param.detach().clone() for name, param in model.named_parameters()}
-    _adamw_step(model, tokenizer)
-    after = dict(model.named_parameters())
-    moved = [name for name in before if name not in own | head and not torch.equal(after[name], before[name])]
-    assert not moved, f"frozen weights changed: {moved[:5]}"
+    before, after = assert_step_touches_only(model, own | head, tokenizer)
     for kind in (f"{SHARED}.A", ".s", ".t", ".bias"):
         names = [n for n in own if n.endswith(kind) and (f".{ADAPTER}." in n or SHARED in n)]
         assert names and any(not torch.equal(after[n], before[n]) for n in names), kind
@@ -225,20 +211,9 @@ def test_one_step_moves_only_compacter_norms_and_head(variant, model_name):
 def test_save_load_round_trip_gives_same_logits(variant, model_name, tmp_path):
     model, tokenizer = tiny_classifier(model_name)
     method = apply_method(model, VARIANTS[variant], model_name)
-    _adamw_step(model, tokenizer)
-    state = trainable_state(model)
-    assert set(state) == set(method.parameter_names(model)) | set(head_parameter_names(model))
-    save_weights(state, tmp_path / "method.safetensors")
-
-    fresh, _ = tiny_classifier(model_name)
-    apply_method(fresh, VARIANTS[variant], model_name)
-    inputs = batch(tokenizer)
-    with torch.no_grad():
-        trained = model(**inputs).logits
-        assert not torch.equal(fresh(**inputs).logits, trained)
-        load_weights(fresh, tmp_path / "method.safetensors")
-        assert torch.equal(fresh(**inputs).logits, trained)
-        assert all(layer.rule.A is _shared_A(fresh) for layer in _phm_layers(fresh))
+    adamw_step(model, tokenizer)
+    *_, fresh = assert_save_load_round_trip(model, tokenizer, lambda: fresh_adapted(model_name, VARIANTS[variant]), tmp_path, method)
+    assert all(layer.rule.A is _shared_A(fresh) for layer in _phm_layers(fresh))
 
 
 # --- placement -----------------------------------------------------------------------------------

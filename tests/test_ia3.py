@@ -8,10 +8,21 @@ import torch
 from peftbench.config import model_config
 from peftbench.errors import UserError
 from peftbench.methods import build_method
-from peftbench.models.anatomy import anatomy_of, head_parameter_names, locate
+from peftbench.models.anatomy import anatomy_of, locate
 from peftbench.models.load import architecture_config
-from peftbench.train.weights import load_weights, save_weights, trainable_state
-from tests.helpers import apply_method, batch, tiny_classifier
+from tests.helpers import (
+    adamw_step,
+    apply_method,
+    assert_merge_equals_unmerged_and_unmerge_restores,
+    assert_same_logits_as_peft,
+    assert_save_load_round_trip,
+    assert_step_touches_only,
+    batch,
+    copy_into_peft,
+    fresh_adapted,
+    method_and_head,
+    tiny_classifier,
+)
 
 IA3 = {"name": "ia3"}
 ALL_MODELS = ["tiny-bert", "tiny-roberta", "tiny-gpt2", "tiny-llama", "tiny-t5"]
@@ -57,25 +68,25 @@ def test_same_count_and_logits_as_peft(name):
     else:
         assert their_count == _own(ours, method)
 
-    generator = torch.Generator().manual_seed(1)
-    their_params = dict(theirs.named_parameters())
-    for param_name, param in ours.named_parameters():
-        if not param_name.endswith(".ia3_l"):
-            continue
-        value = 3 * torch.rand(param.shape, generator=generator)
-        target = their_params["base_model.model." + param_name + ".default"]
-        with torch.no_grad():
-            param.copy_(value)
-            if target.numel() != value.numel():  # GPT-2 c_attn: [q; k; v] with q left at 1
-                value = torch.cat([torch.ones(d), value])
-            target.copy_(value.reshape(target.shape))
-    inputs = batch(tokenizer)
-    with torch.no_grad():
-        expected = theirs(**inputs).logits
-        got = ours(**inputs).logits
-        plain = model(**inputs).logits
-    assert (got - plain).abs().max() > 1e-4, "the (IA)³ vectors must change the outputs"
-    torch.testing.assert_close(got, expected, atol=1e-5, rtol=0)
+    def widen(value, target):  # GPT-2 c_attn: [q; k; v] with q left at 1
+        return torch.cat([torch.ones(d), value]) if target.numel() != value.numel() else value
+
+    copy_into_peft(
+        ours,
+        theirs,
+        select=lambda param_name: param_name.endswith(".ia3_l"),
+        peft_name=lambda param_name: "base_model.model." + param_name + ".default",
+        draw=lambda shape, generator: 3 * torch.rand(shape, generator=generator),
+        widen=widen,
+    )
+    assert_same_logits_as_peft(
+        ours,
+        theirs,
+        model,
+        tokenizer,
+        differs=lambda got, plain: (got - plain).abs().max() > 1e-4,
+        message="the (IA)³ vectors must change the outputs",
+    )
     if name not in ("tiny-t5",):  # peft's SEQ_CLS head wrapper finds `classifier`/`score`, not T5's head
         trainable = sum(p.numel() for p in ours.parameters() if p.requires_grad)
         assert trainable == sum(p.numel() for p in theirs.parameters() if p.requires_grad) - (
@@ -91,19 +102,7 @@ def test_merge_equals_unmerged_and_unmerge_restores(name):
         for param_name, param in model.named_parameters():
             if param_name.endswith(".ia3_l"):
                 param.uniform_(0.5, 1.5)
-    frozen = {n: p.clone() for n, p in model.named_parameters() if not p.requires_grad}
-    inputs = batch(tokenizer)
-    with torch.no_grad():
-        unmerged = model(**inputs).logits
-        method.merge(model)
-        merged = model(**inputs).logits
-        method.unmerge(model)
-        again = model(**inputs).logits
-    torch.testing.assert_close(merged, unmerged, atol=1e-5, rtol=0)
-    torch.testing.assert_close(again, unmerged, atol=1e-5, rtol=0)
-    for param_name, param in model.named_parameters():
-        if param_name in frozen:
-            torch.testing.assert_close(param, frozen[param_name], atol=1e-6, rtol=1e-6)
+    assert_merge_equals_unmerged_and_unmerge_restores(model, method, tokenizer, frozen_rtol=1e-6)
 
 
 def test_merge_scales_rows_for_keys_and_columns_for_ffn_out():
@@ -147,27 +146,12 @@ def test_starts_as_the_pretrained_model(name):
         torch.testing.assert_close(model(**inputs).logits, reference(**inputs).logits, atol=0, rtol=0)
 
 
-def _step(model, tokenizer):
-    model.train()
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
-    inputs = batch(tokenizer)
-    inputs["labels"] = torch.tensor([0, 1])
-    model(**inputs).loss.backward()
-    optimizer.step()
-    model.eval()
-
-
 @pytest.mark.parametrize("name", ALL_MODELS)
 def test_one_step_moves_only_method_and_head(name):
     model, tokenizer = tiny_classifier(name)
     method = apply_method(model, IA3, name)
-    own, head = set(method.parameter_names(model)), set(head_parameter_names(model))
-    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
-    assert trainable == own | head and not own & head
-    before = {n: p.detach().clone() for n, p in model.named_parameters()}
-    _step(model, tokenizer)
-    after = dict(model.named_parameters())
-    assert all(torch.equal(after[n], before[n]) for n in before if n not in own | head)
+    own, head = method_and_head(model, method)
+    before, after = assert_step_touches_only(model, own | head, tokenizer)
     assert any(not torch.equal(after[n], before[n]) for n in own)
 
 
@@ -175,18 +159,8 @@ def test_one_step_moves_only_method_and_head(name):
 def test_save_load_round_trip(name, tmp_path):
     model, tokenizer = tiny_classifier(name)
     method = apply_method(model, IA3, name)
-    _step(model, tokenizer)
-    state = trainable_state(model)
-    assert set(state) == set(method.parameter_names(model)) | set(head_parameter_names(model))
-    save_weights(state, tmp_path / "method.safetensors")
-    fresh, _ = tiny_classifier(name)
-    apply_method(fresh, IA3, name)
-    inputs = batch(tokenizer)
-    with torch.no_grad():
-        trained = model(**inputs).logits
-        assert not torch.equal(fresh(**inputs).logits, trained)
-        load_weights(fresh, tmp_path / "method.safetensors")
-        assert torch.equal(fresh(**inputs).logits, trained)
+    adamw_step(model, tokenizer)
+    assert_save_load_round_trip(model, tokenizer, lambda: fresh_adapted(name, IA3), tmp_path, method)
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,14 @@ from peftbench.config import model_config
 from peftbench.methods import build_method
 from peftbench.models.anatomy import anatomy_of, head_parameter_names
 from peftbench.models.load import skeleton_for_classification
-from tests.helpers import apply_method, batch, tiny_classifier
+from tests.helpers import (
+    apply_method,
+    assert_merge_equals_unmerged_and_unmerge_restores,
+    assert_same_logits_as_peft,
+    batch,
+    copy_into_peft,
+    tiny_classifier,
+)
 
 LORA = {"name": "lora", "r": 8, "alpha": 16, "dropout": 0.0, "targets": ["attn.q", "attn.v"]}
 
@@ -32,24 +39,22 @@ def test_same_trainable_count_and_logits_as_peft():
     apply_method(ours, LORA, "tiny-roberta")
     assert _trainable(ours) == _trainable(theirs)
 
-    generator = torch.Generator().manual_seed(1)
-    their_params = dict(theirs.named_parameters())
-    for name, param in ours.named_parameters():
-        if name.endswith((".lora_A", ".lora_B")):
-            peft_name = "base_model.model." + name.replace(".lora_A", ".lora_A.default.weight").replace(
-                ".lora_B", ".lora_B.default.weight"
-            )
-            value = torch.randn(param.shape, generator=generator) * 0.5
-            with torch.no_grad():
-                param.copy_(value)
-                their_params[peft_name].copy_(value.reshape(their_params[peft_name].shape))
-    inputs = batch(tokenizer)
-    with torch.no_grad():
-        expected = theirs(**inputs).logits
-        got = ours(**inputs).logits
-        plain = model(**inputs).logits
-    assert not torch.allclose(got, plain, atol=1e-3), "the LoRA update must change the outputs"
-    torch.testing.assert_close(got, expected, atol=1e-5, rtol=0)
+    copy_into_peft(
+        ours,
+        theirs,
+        select=lambda name: name.endswith((".lora_A", ".lora_B")),
+        peft_name=lambda name: "base_model.model."
+        + name.replace(".lora_A", ".lora_A.default.weight").replace(".lora_B", ".lora_B.default.weight"),
+        draw=lambda shape, generator: torch.randn(shape, generator=generator) * 0.5,
+    )
+    assert_same_logits_as_peft(
+        ours,
+        theirs,
+        model,
+        tokenizer,
+        differs=lambda got, plain: not torch.allclose(got, plain, atol=1e-3),
+        message="the LoRA update must change the outputs",
+    )
 
 
 @pytest.mark.parametrize("name", ["tiny-roberta", "tiny-bert", "tiny-gpt2", "tiny-llama", "tiny-t5", "tiny-mpnet", "tiny-deberta-v2"])
@@ -61,19 +66,7 @@ def test_merge_equals_unmerged_and_unmerge_restores(name):
         for param_name, param in model.named_parameters():
             if param_name.endswith(".lora_B"):
                 param.normal_(0, 0.3)
-    frozen = {n: p.clone() for n, p in model.named_parameters() if not p.requires_grad}
-    inputs = batch(tokenizer)
-    with torch.no_grad():
-        unmerged = model(**inputs).logits
-        method.merge(model)
-        merged = model(**inputs).logits
-        method.unmerge(model)
-        again = model(**inputs).logits
-    torch.testing.assert_close(merged, unmerged, atol=1e-5, rtol=0)
-    torch.testing.assert_close(again, unmerged, atol=1e-5, rtol=0)
-    for param_name, param in model.named_parameters():
-        if param_name in frozen:
-            torch.testing.assert_close(param, frozen[param_name], atol=1e-6, rtol=0)
+    assert_merge_equals_unmerged_and_unmerge_restores(model, method, tokenizer, frozen_rtol=0)
 
 
 def test_fused_gpt2_projection_adapts_only_its_slices():

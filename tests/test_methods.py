@@ -7,15 +7,13 @@ Where a method is undefined (BitFit on bias-free Llama and T5) it must refuse th
 """
 
 import pytest
-import torch
 
 from peftbench.config import model_config
 from peftbench.errors import UserError
 from peftbench.methods import build_method
 from peftbench.models.anatomy import anatomy_of, head_parameter_names
 from peftbench.models.load import architecture_config
-from peftbench.train.weights import load_weights, save_weights, trainable_state
-from tests.helpers import apply_method, batch, tiny_classifier
+from tests.helpers import adamw_step, apply_method, assert_save_load_round_trip, assert_step_touches_only, changed, tiny_classifier
 
 FULL = {"name": "full"}
 HEAD = {"name": "head"}
@@ -77,37 +75,18 @@ def _adapted(method_node, model_name):
     return model, tokenizer, method
 
 
-def _labelled_batch(tokenizer):
-    inputs = batch(tokenizer)
-    inputs["labels"] = torch.tensor([0, 1])
-    return inputs
-
-
-def _adamw_step(model, tokenizer) -> None:
-    """One AdamW step (lr 1e-2) on everything marked trainable, as the trainer would."""
-    model.train()
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
-    model(**_labelled_batch(tokenizer)).loss.backward()
-    optimizer.step()
-    model.eval()
-
-
 @pytest.mark.parametrize("method_id, node, model_name", CASES, ids=IDS)
 def test_one_step_moves_only_method_and_head(method_id, node, model_name):
     model, tokenizer, method = _adapted(node, model_name)
     own = set(method.parameter_names(model))
     head = set(head_parameter_names(model))
-    before = {name: param.detach().clone() for name, param in model.named_parameters()}
-    _adamw_step(model, tokenizer)
-    after = dict(model.named_parameters())
+    before, after = assert_step_touches_only(model, own | head, tokenizer, label=method_id)
 
     outside = [name for name in before if name not in own | head]
-    moved = [name for name in outside if not torch.equal(after[name], before[name])]
-    assert not moved, f"{method_id} changed parameters that are neither its own nor the head's: {moved[:5]}"
     if method_id == "full":
         assert not outside  # full fine-tuning leaves nothing frozen
-    changed_own = [name for name in own if not torch.equal(after[name], before[name])]
-    changed_head = [name for name in head if not torch.equal(after[name], before[name])]
+    changed_own = changed(before, after, own)
+    changed_head = changed(before, after, head)
     if method_id == "head":
         assert changed_head, "the head did not train"
     else:
@@ -117,21 +96,9 @@ def test_one_step_moves_only_method_and_head(method_id, node, model_name):
 @pytest.mark.parametrize("method_id, node, model_name", CASES, ids=IDS)
 def test_save_load_round_trip_gives_same_logits(method_id, node, model_name, tmp_path):
     model, tokenizer, method = _adapted(node, model_name)
-    _adamw_step(model, tokenizer)  # so the trained weights differ from a fresh build
-    path = tmp_path / "method.safetensors"
-    state = trainable_state(model)
-    assert set(state) == set(method.parameter_names(model)) | set(head_parameter_names(model))
-    save_weights(state, path)
-
-    fresh, _, _ = _adapted(node, model_name)  # same seed: same frozen backbone, untrained method/head
-    inputs = batch(tokenizer)
-    with torch.no_grad():
-        trained = model(**inputs).logits
-        untrained = fresh(**inputs).logits
-        assert not torch.equal(untrained, trained), "the step changed nothing: the round trip proves nothing"
-        load_weights(fresh, path)
-        loaded = fresh(**inputs).logits
-    assert torch.equal(loaded, trained)
+    adamw_step(model, tokenizer)  # so the trained weights differ from a fresh build
+    # same seed: same frozen backbone, untrained method/head
+    assert_save_load_round_trip(model, tokenizer, lambda: _adapted(node, model_name)[0], tmp_path, method)
 
 
 @pytest.mark.parametrize("method_id, node, model_name", CASES, ids=IDS)

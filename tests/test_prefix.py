@@ -16,10 +16,10 @@ import torch
 from peftbench.config import model_config
 from peftbench.errors import UserError
 from peftbench.methods import build_method
-from peftbench.models.anatomy import anatomy_of, head_parameter_names
+from peftbench.models.anatomy import anatomy_of
 from peftbench.models.load import architecture_config
-from peftbench.train.weights import load_weights, save_weights, trainable_state
-from tests.helpers import apply_method, tiny_classifier
+from tests.helpers import adamw_step, apply_method, assert_save_load_round_trip, assert_step_touches_only
+from tests.helpers import method_and_head, tiny_classifier
 
 ALL_MODELS = ["tiny-bert", "tiny-roberta", "tiny-gpt2", "tiny-llama", "tiny-t5"]
 PEFT_MODELS = ["tiny-bert", "tiny-roberta", "tiny-gpt2", "tiny-llama"]
@@ -230,27 +230,13 @@ CASES = [(k, m) for k in NODES for m in ALL_MODELS]
 IDS = [f"{k}-{m}" for k, m in CASES]
 
 
-def _step(model, tokenizer):
-    model.train()
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
-    inputs = _inputs(tokenizer)
-    inputs["labels"] = torch.tensor([0, 1])
-    model(**inputs).loss.backward()
-    optimizer.step()
-    model.eval()
-
-
 @pytest.mark.parametrize("kind, name", CASES, ids=IDS)
 def test_one_step_moves_only_prefix_and_head(kind, name):
     model, tokenizer = tiny_classifier(name)
     method = apply_method(model, NODES[kind], name)
-    own, head = set(method.parameter_names(model)), set(head_parameter_names(model))
-    assert own and not own & head
-    assert {n for n, p in model.named_parameters() if p.requires_grad} == own | head
-    before = {n: p.detach().clone() for n, p in model.named_parameters()}
-    _step(model, tokenizer)
-    after = dict(model.named_parameters())
-    assert not [n for n in before if n not in own | head and not torch.equal(after[n], before[n])]
+    own, head = method_and_head(model, method)
+    assert own
+    before, after = assert_step_touches_only(model, own | head, tokenizer, inputs=_inputs(tokenizer))
     assert all(not torch.equal(after[n], before[n]) for n in own)
 
 
@@ -258,19 +244,15 @@ def test_one_step_moves_only_prefix_and_head(kind, name):
 def test_save_load_round_trip(kind, name, tmp_path):
     model, tokenizer = tiny_classifier(name)
     method = apply_method(model, NODES[kind], name)
-    _step(model, tokenizer)
-    state = trainable_state(model)
-    assert set(state) == set(method.parameter_names(model)) | set(head_parameter_names(model))
-    save_weights(state, tmp_path / "method.safetensors")
-    torch.manual_seed(123)
-    fresh, _ = tiny_classifier(name)
-    apply_method(fresh, NODES[kind], name)
-    inputs = _inputs(tokenizer)
-    with torch.no_grad():
-        trained = model(**inputs).logits
-        assert not torch.equal(fresh(**inputs).logits, trained)
-        load_weights(fresh, tmp_path / "method.safetensors")
-        assert torch.equal(fresh(**inputs).logits, trained)
+    adamw_step(model, tokenizer, inputs=_inputs(tokenizer))
+
+    def rebuild():
+        torch.manual_seed(123)
+        fresh, _ = tiny_classifier(name)
+        apply_method(fresh, NODES[kind], name)
+        return fresh
+
+    assert_save_load_round_trip(model, tokenizer, rebuild, tmp_path, method, inputs=_inputs(tokenizer))
 
 
 def test_deep_copy_keeps_its_own_prefix():

@@ -19,8 +19,9 @@ from peftbench.methods.fastfood import Fastfood, fwht, walsh_hadamard
 from peftbench.methods.sparse import backbone_tensors
 from peftbench.models.anatomy import anatomy_of, head_parameter_names
 from peftbench.models.load import skeleton_for_classification
-from peftbench.train.weights import load_weights, save_weights, trainable_state
-from tests.helpers import apply_method, batch, tiny_classifier
+from peftbench.train.weights import load_weights
+from tests.helpers import adamw_step, apply_method, assert_save_load_round_trip, assert_step_touches_only, batch
+from tests.helpers import fresh_adapted, tiny_classifier
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -116,20 +117,6 @@ def _pretrained_and_adapted(node, model_name):
     return reference, model, tokenizer, method
 
 
-def _labelled(tokenizer):
-    inputs = batch(tokenizer)
-    inputs["labels"] = torch.tensor([0, 1])
-    return inputs
-
-
-def _adamw_step(model, tokenizer):
-    model.train()
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
-    model(**_labelled(tokenizer)).loss.backward()
-    optimizer.step()
-    model.eval()
-
-
 @pytest.mark.parametrize("model_name", MODELS)
 @pytest.mark.parametrize("node", [SAID, DID], ids=["said", "did"])
 def test_trains_exactly_d_numbers(node, model_name):
@@ -164,11 +151,8 @@ def test_one_step_moves_only_theta_and_head_and_keeps_theta0_bit_identical(node,
     reference, model, tokenizer, method = _pretrained_and_adapted(node, model_name)
     own = set(method.parameter_names(model))
     head = set(head_parameter_names(model))
-    before = {name: p.detach().clone() for name, p in model.named_parameters()}
-    _adamw_step(model, tokenizer)
-    after = dict(model.named_parameters())
-    frozen = [name for name in before if name not in own | head]
-    assert frozen and all(torch.equal(after[n], before[n]) for n in frozen)
+    before, after = assert_step_touches_only(model, own | head, tokenizer)
+    assert [name for name in before if name not in own | head]  # something is frozen
     theta = next(n for n in own if n.endswith("theta"))
     assert not torch.equal(after[theta], before[theta])
     # the frozen θ0 are the pretrained tensors, bit for bit
@@ -185,22 +169,14 @@ def test_one_step_moves_only_theta_and_head_and_keeps_theta0_bit_identical(node,
 @pytest.mark.parametrize("model_name", MODELS)
 def test_save_load_round_trip_gives_same_logits(model_name, tmp_path):
     _, model, tokenizer, method = _pretrained_and_adapted(SAID, model_name)
-    _adamw_step(model, tokenizer)
-    _adamw_step(model, tokenizer)  # λ moves from the second step on (its gradient is 0 while θ = 0)
-    state = trainable_state(model)
-    assert set(state) == set(method.parameter_names(model)) | set(head_parameter_names(model))
-    save_weights(state, tmp_path / "method.safetensors")
-    fresh, _ = tiny_classifier(model_name)
-    apply_method(fresh, SAID, model_name)
-    other, _ = tiny_classifier(model_name)
-    apply_method(other, {**SAID, "seed": 1}, model_name)
-    inputs = batch(tokenizer)
+    adamw_step(model, tokenizer)
+    adamw_step(model, tokenizer)  # λ moves from the second step on (its gradient is 0 while θ = 0)
+    path, inputs, trained, _ = assert_save_load_round_trip(
+        model, tokenizer, lambda: fresh_adapted(model_name, SAID), tmp_path, method
+    )
+    other = fresh_adapted(model_name, {**SAID, "seed": 1})
     with torch.no_grad():
-        trained = model(**inputs).logits
-        assert not torch.equal(fresh(**inputs).logits, trained)
-        load_weights(fresh, tmp_path / "method.safetensors")
-        assert torch.equal(fresh(**inputs).logits, trained)
-        load_weights(other, tmp_path / "method.safetensors")  # another seed is another subspace
+        load_weights(other, path)  # another seed is another subspace
         assert not torch.allclose(other(**inputs).logits, trained)
 
 

@@ -18,8 +18,8 @@ from peftbench.errors import UserError
 from peftbench.methods import build_method
 from peftbench.models.anatomy import anatomy_of, head_parameter_names
 from peftbench.models.load import skeleton_for_classification
-from peftbench.train.weights import load_weights, save_weights, trainable_state
-from tests.helpers import apply_method, tiny_classifier
+from tests.helpers import adamw_step, apply_method, assert_save_load_round_trip, assert_step_touches_only
+from tests.helpers import method_and_head, tiny_classifier
 
 ALL_MODELS = ["tiny-bert", "tiny-roberta", "tiny-gpt2", "tiny-llama", "tiny-t5"]
 PEFT_MODELS = ["tiny-bert", "tiny-roberta", "tiny-gpt2", "tiny-llama"]  # peft cannot run T5 SEQ_CLS prompts
@@ -234,28 +234,13 @@ CASES = [(k, node, m) for k, node in [("prompt", PROMPT)] + list(PTUNING.items()
 IDS = [f"{k}-{m}" for k, _, m in CASES]
 
 
-def _step(model, tokenizer):
-    model.train()
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
-    inputs = _inputs(tokenizer)
-    inputs["labels"] = torch.tensor([0, 1])
-    model(**inputs).loss.backward()
-    optimizer.step()
-    model.eval()
-
-
 @pytest.mark.parametrize("kind, node, name", CASES, ids=IDS)
 def test_one_step_moves_only_method_and_head(kind, node, name):
     model, tokenizer = tiny_classifier(name)
     method = apply_method(model, node, name)
-    own, head = set(method.parameter_names(model)), set(head_parameter_names(model))
-    assert own and not own & head
-    assert {n for n, p in model.named_parameters() if p.requires_grad} == own | head
-    before = {n: p.detach().clone() for n, p in model.named_parameters()}
-    _step(model, tokenizer)
-    after = dict(model.named_parameters())
-    moved = [n for n in before if n not in own | head and not torch.equal(after[n], before[n])]
-    assert not moved
+    own, head = method_and_head(model, method)
+    assert own
+    before, after = assert_step_touches_only(model, own | head, tokenizer, inputs=_inputs(tokenizer))
     assert all(not torch.equal(after[n], before[n]) for n in own if n.endswith("embedding.weight"))
 
 
@@ -263,19 +248,15 @@ def test_one_step_moves_only_method_and_head(kind, node, name):
 def test_save_load_round_trip(kind, node, name, tmp_path):
     model, tokenizer = tiny_classifier(name)
     method = apply_method(model, node, name)
-    _step(model, tokenizer)
-    state = trainable_state(model)
-    assert set(state) == set(method.parameter_names(model)) | set(head_parameter_names(model))
-    save_weights(state, tmp_path / "method.safetensors")
-    torch.manual_seed(123)  # another random prompt in the fresh build
-    fresh, _ = tiny_classifier(name)
-    apply_method(fresh, node, name)
-    inputs = _inputs(tokenizer)
-    with torch.no_grad():
-        trained = model(**inputs).logits
-        assert not torch.equal(fresh(**inputs).logits, trained)
-        load_weights(fresh, tmp_path / "method.safetensors")
-        assert torch.equal(fresh(**inputs).logits, trained)
+    adamw_step(model, tokenizer, inputs=_inputs(tokenizer))
+
+    def rebuild():
+        torch.manual_seed(123)  # another random prompt in the fresh build
+        fresh, _ = tiny_classifier(name)
+        apply_method(fresh, node, name)
+        return fresh
+
+    assert_save_load_round_trip(model, tokenizer, rebuild, tmp_path, method, inputs=_inputs(tokenizer))
 
 
 # --- refusals ---------------------------------------------------------------------------------

@@ -18,8 +18,8 @@ from peftbench.methods.base import attach
 from peftbench.methods.sparse import backbone_tensors
 from peftbench.models.anatomy import anatomy_of, head_parameter_names
 from peftbench.models.load import skeleton_for_classification
-from peftbench.train.weights import load_weights, save_weights, trainable_state
-from tests.helpers import apply_method, batch, tiny_classifier
+from tests.helpers import adamw_step, apply_method, assert_save_load_round_trip, assert_step_touches_only, batch
+from tests.helpers import fresh_adapted, tiny_classifier
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -54,16 +54,6 @@ def _originals(model, reference) -> dict[str, torch.Tensor]:
         head, _, attribute = name.rpartition(".")
         out[name] = params.get(name, params.get(f"{head}.parametrizations.{attribute}.original"))
     return out
-
-
-def _step(model, tokenizer):
-    model.train()
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
-    inputs = batch(tokenizer)
-    inputs["labels"] = torch.tensor([0, 1])
-    model(**inputs).loss.backward()
-    optimizer.step()
-    model.eval()
 
 
 @pytest.mark.parametrize("model_name", MODELS)
@@ -148,11 +138,7 @@ def test_one_step_moves_only_values_and_head_and_theta0_stays(model_name):
     reference, model, tokenizer, method = _adapted({**RANDOM, "k": 5000}, model_name)
     own = set(method.parameter_names(model))
     head = set(head_parameter_names(model))
-    before = {name: p.detach().clone() for name, p in model.named_parameters()}
-    _step(model, tokenizer)
-    after = dict(model.named_parameters())
-    frozen = [n for n in before if n not in own | head]
-    assert all(torch.equal(after[n], before[n]) for n in frozen)
+    before, after = assert_step_touches_only(model, own | head, tokenizer)
     assert any(not torch.equal(after[n], before[n]) for n in own)
     for name, stored in _originals(model, reference).items():
         assert torch.equal(stored, _flat_pretrained(reference)[name].view_as(stored))
@@ -193,18 +179,9 @@ def test_merge_changes_exactly_the_k_masked_weights_and_unmerge_restores_bit_exa
 @pytest.mark.parametrize("model_name", MODELS)
 def test_save_load_round_trip_gives_same_logits(model_name, tmp_path):
     _, model, tokenizer, method = _adapted({**RANDOM, "k": 5000}, model_name)
-    _step(model, tokenizer)
-    state = trainable_state(model)
-    assert set(state) == set(method.parameter_names(model)) | set(head_parameter_names(model))
-    save_weights(state, tmp_path / "method.safetensors")
-    fresh, _ = tiny_classifier(model_name)
-    apply_method(fresh, {**RANDOM, "k": 5000}, model_name)  # the mask is rebuilt from the config
-    inputs = batch(tokenizer)
-    with torch.no_grad():
-        trained = model(**inputs).logits
-        assert not torch.equal(fresh(**inputs).logits, trained)
-        load_weights(fresh, tmp_path / "method.safetensors")
-        assert torch.equal(fresh(**inputs).logits, trained)
+    adamw_step(model, tokenizer)
+    rebuild = lambda: fresh_adapted(model_name, {**RANDOM, "k": 5000})  # the mask is rebuilt from the config
+    assert_save_load_round_trip(model, tokenizer, rebuild, tmp_path, method)
 
 
 def test_embeddings_and_layer_norms_can_be_left_out():
