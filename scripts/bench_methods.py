@@ -20,6 +20,8 @@ from peftbench.config import available
 from peftbench.results.table import format_count, render_markdown
 
 FULL_RATE = {"full", "top_k"}  # methods that update pretrained weights wholesale want a small lr
+# Paper defaults that do not fit MiniLM-L6 (hidden 384): the parallel adapter's r = 512 (He et al.).
+FITS_MINILM = {"parallel": ["method.bottleneck=96"]}
 
 
 def main() -> None:
@@ -30,6 +32,7 @@ def main() -> None:
     args = parser.parse_args()
     for method in args.methods:
         trainer = ["trainer=full_ft"] if method in FULL_RATE else []
+        trainer += FITS_MINILM.get(method, [])
         command = [sys.executable, "-m", "peftbench", "run", "model=minilm-l6", "task=sst2", f"method={method}",
                    *trainer, f"trainer.epochs={args.epochs}", "trainer.progress=false", f"results_dir={args.results}"]  # fmt: skip
         done = subprocess.run(command, capture_output=True, text=True)
