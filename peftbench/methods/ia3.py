@@ -68,7 +68,6 @@ class IA3Layer(WrappedProjection):
             size = self.part_size * len(self.parts) if self.parts is not None else self.out_features
         weight = base.weight
         self.ia3_l = nn.Parameter(torch.ones(size, dtype=weight.dtype, device=weight.device))
-        self.merged = False
 
     def scale(self) -> torch.Tensor:
         """The full scaling vector: over the input if feedforward, else over the output (ones elsewhere)."""
@@ -87,19 +86,9 @@ class IA3Layer(WrappedProjection):
         out = self.base(x)
         return (out * self.scale()).to(out.dtype)
 
-    @torch.no_grad()
-    def merge(self) -> None:
-        if not self.merged:
-            self._fold(self.scale())
-            self.merged = True
-
-    @torch.no_grad()
-    def unmerge(self) -> None:
-        if self.merged:
-            self._fold(1 / (self.scale() + EPSILON))
-            self.merged = False
-
-    def _fold(self, s: torch.Tensor) -> None:
+    def fold(self, inverse: bool) -> None:
+        """Scale W's rows (output) or columns (input) by l, or by 1/l to undo it."""
+        s = 1 / (self.scale() + EPSILON) if inverse else self.scale()
         weight = self.base.weight
         s = s.to(weight.dtype)
         # W as stored: Linear (out, in), Conv1D (in, out)

@@ -68,7 +68,6 @@ class LoRALayer(WrappedProjection):
         self.lora_B = nn.Parameter(torch.zeros(n, d, r, dtype=weight.dtype, device=weight.device))
         if weight.device.type != "meta":
             nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5))
-        self.merged = False
 
     def delta_weight(self) -> torch.Tensor:
         """ΔW = (α/r)·B A as (out, in), zero outside the adapted slices."""
@@ -94,17 +93,10 @@ class LoRALayer(WrappedProjection):
         delta[..., self.parts, :] = updates.to(out.dtype)
         return out + delta.flatten(-2)
 
-    @torch.no_grad()
-    def merge(self) -> None:
-        if not self.merged:
-            self.add_to_weight(self.delta_weight())
-            self.merged = True
-
-    @torch.no_grad()
-    def unmerge(self) -> None:
-        if self.merged:
-            self.add_to_weight(-self.delta_weight())
-            self.merged = False
+    def fold(self, inverse: bool) -> None:
+        """W0 ± ΔW."""
+        delta = self.delta_weight()
+        self.add_to_weight(-delta if inverse else delta)
 
 
 @register

@@ -146,13 +146,16 @@ def _extend(mask: torch.Tensor | None, n: int) -> torch.Tensor | None:
     return torch.cat([mask.new_ones(mask.shape[0], n), mask], dim=1)
 
 
-def _batch(args, kwargs) -> tuple[int, torch.dtype | None]:
+def _call(args, kwargs) -> tuple[tuple, dict, int, torch.dtype | None]:
+    """A hooked call with its first positional input moved into ``input_ids``, its batch size
+    and its floating dtype (None for token ids)."""
+    kwargs = dict(kwargs)
+    if args:
+        kwargs["input_ids"], args = args[0], args[1:]
     for key in ("input_ids", "inputs_embeds", "hidden_states"):
         value = kwargs.get(key)
         if value is not None:
-            return value.shape[0], value.dtype if value.is_floating_point() else None
-    if args and torch.is_tensor(args[0]):
-        return args[0].shape[0], args[0].dtype if args[0].is_floating_point() else None
+            return args, kwargs, value.shape[0], value.dtype if value.is_floating_point() else None
     raise RuntimeError("prefix: cannot tell the batch size of this call")
 
 
@@ -192,10 +195,7 @@ class Prefixes(nn.Module):
     def before_base(self, module, args, kwargs):
         from transformers import DynamicCache
 
-        kwargs = dict(kwargs)
-        if args:
-            kwargs["input_ids"], args = args[0], args[1:]
-        batch, dtype = _batch((), kwargs)
+        args, kwargs, batch, dtype = _call(args, kwargs)
         n = self.length
         cache = kwargs.get("past_key_values")
         self._returns(kwargs, cache is None)
@@ -212,10 +212,7 @@ class Prefixes(nn.Module):
     # -- encoder-decoders (T5) ------------------------------------------------------------
 
     def before_encoder(self, module, args, kwargs):
-        kwargs = dict(kwargs)
-        if args:
-            kwargs["input_ids"], args = args[0], args[1:]
-        batch, dtype = _batch((), kwargs)
+        args, kwargs, batch, dtype = _call(args, kwargs)
         self._encoder_pending = self.sets["encoder"].key_values(batch, self._dtype(dtype))
         kwargs["attention_mask"] = _extend(kwargs.get("attention_mask"), self.length)
         return args, kwargs
@@ -238,10 +235,7 @@ class Prefixes(nn.Module):
     def before_decoder(self, module, args, kwargs):
         from transformers import DynamicCache, EncoderDecoderCache
 
-        kwargs = dict(kwargs)
-        if args:
-            kwargs["input_ids"], args = args[0], args[1:]
-        batch, dtype = _batch((), kwargs)
+        args, kwargs, batch, dtype = _call(args, kwargs)
         n = self.length
         cache = kwargs.get("past_key_values")
         self._returns(kwargs, cache is None)

@@ -21,6 +21,7 @@ class WrappedProjection(nn.Module):
         self.parts = sorted(parts) if parts is not None else None
         self.count = count
         self.part_size = self.out_features // count
+        self.merged = False
 
     @property
     def weight(self) -> torch.Tensor:
@@ -34,6 +35,24 @@ class WrappedProjection(nn.Module):
     def weight_out_in(self) -> torch.Tensor:
         """W as (out, in), whatever the storage."""
         return self.base.weight.T if self.transposed else self.base.weight
+
+    @torch.no_grad()
+    def merge(self) -> None:
+        """Fold the method into the frozen weights (once); outputs stay the same."""
+        if not self.merged:
+            self.fold(inverse=False)
+            self.merged = True
+
+    @torch.no_grad()
+    def unmerge(self) -> None:
+        """Take the method back out of the weights (once)."""
+        if self.merged:
+            self.fold(inverse=True)
+            self.merged = False
+
+    def fold(self, inverse: bool) -> None:
+        """Change the frozen weights by the method (``inverse``: undo it); mergeable methods define it."""
+        raise NotImplementedError
 
     def add_to_weight(self, delta: torch.Tensor) -> None:
         """W += delta, with ``delta`` given as (out, in) (merging a method into the weights)."""
