@@ -69,10 +69,20 @@ class Method:
         raise UserError(f"method '{self.name}' has no HF peft equivalent; export supports lora, ia3, prefix, prompt, ptuning")
 
     def merge(self, model) -> None:
-        raise UserError(f"method '{self.name}' cannot be merged into the weights")
+        """Fold the method into the frozen weights: every wrapped layer of a mergeable method."""
+        for layer in self._wrapped_layers(model):
+            layer.merge()
 
     def unmerge(self, model) -> None:
-        raise UserError(f"method '{self.name}' cannot be merged into the weights")
+        for layer in self._wrapped_layers(model):
+            layer.unmerge()
+
+    def _wrapped_layers(self, model) -> list:
+        from peftbench.methods.wrapped import WrappedProjection
+
+        if not self.mergeable:
+            raise UserError(f"method '{self.name}' cannot be merged into the weights")
+        return [module for module in model.modules() if isinstance(module, WrappedProjection)]
 
 
 def require(condition: bool, message: str) -> None:

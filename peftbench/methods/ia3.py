@@ -171,11 +171,3 @@ class IA3(Method):
         )  # fmt: skip
         state = {f"base_model.model.{name}.ia3_l.default": layer.scale().detach() for name, layer in paths.items()}
         return config, state
-
-    def merge(self, model) -> None:
-        for layer in self.layers(model):
-            layer.merge()
-
-    def unmerge(self, model) -> None:
-        for layer in self.layers(model):
-            layer.unmerge()

@@ -131,9 +131,6 @@ class LoRA(Method):
             layer.lora_A.requires_grad_(True)
             layer.lora_B.requires_grad_(True)
 
-    def layers(self, model) -> list[LoRALayer]:
-        return [m for m in model.modules() if isinstance(m, LoRALayer)]
-
     def parameter_names(self, model) -> list[str]:
         return [n for n, _ in model.named_parameters() if n.endswith((".lora_A", ".lora_B"))]
 
@@ -168,11 +165,3 @@ class LoRA(Method):
             state[f"{prefix}.lora_A.default.weight"] = layer.lora_A.detach()
             state[f"{prefix}.lora_B.default.weight"] = B
         return config, state
-
-    def merge(self, model) -> None:
-        for layer in self.layers(model):
-            layer.merge()
-
-    def unmerge(self, model) -> None:
-        for layer in self.layers(model):
-            layer.unmerge()
