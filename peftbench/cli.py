@@ -39,6 +39,11 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("run_dir", help="a run folder under results/")
     export.add_argument("--format", default="peft", choices=("peft",), help="output format")
     export.add_argument("--out", required=True, help="a new folder for the adapter")
+    score = commands.add_parser("score", help="a task's official metric on a predictions file, as JSON")
+    score.add_argument("task", help="a task name (peftbench list tasks) or e2e")
+    score.add_argument("--predictions", required=True, help="one prediction per line (e2e: also csv/tsv)")
+    score.add_argument("--references", help="one label per line (e2e: text grouped by blank lines, or csv/tsv)")
+    score.add_argument("--data-dir", help="without --references: the task's data folder (default: $PEFTBENCH_DATA)")
     table = commands.add_parser("table", help="a paper's table from the run records, beside the published numbers")
     table.add_argument("name", help="a table spec in conf/table/ (peftbench list tables)")
     table.add_argument("--results", default="results", help="the results folder (default: results)")
@@ -60,7 +65,8 @@ def main(argv: list[str] | None = None) -> None:
         if args.command is None:
             build_parser().print_help()
             return
-        {"list": cmd_list, "table": cmd_table, "params": cmd_params, "export": cmd_export}[args.command](args)
+        commands = {"list": cmd_list, "table": cmd_table, "params": cmd_params, "export": cmd_export, "score": cmd_score}
+        commands[args.command](args)
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
@@ -107,6 +113,16 @@ def cmd_export(args) -> None:
     if not (run_dir / "record.json").is_file():
         raise UserError(f"{run_dir} is not a run folder (no record.json); pass a folder under results/")
     print(export_peft(run_dir, Path(args.out)))
+
+
+def cmd_score(args) -> None:
+    import json
+    from pathlib import Path
+
+    from peftbench.score import score_file
+
+    references = Path(args.references) if args.references else None
+    print(json.dumps(score_file(args.task, Path(args.predictions), references, args.data_dir), indent=2))
 
 
 def cmd_table(args) -> None:

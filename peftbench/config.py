@@ -35,6 +35,9 @@ class ModelConfig:
 class TaskConfig:
     name: str = MISSING
     max_length: int = 128
+    format: Optional[str] = None  # classification | multiple_choice | rank_classification; None: by family
+    unlikelihood_loss: bool = False  # rank classification: T-Few's L_UL on the wrong choices (Eq. 2)
+    length_normalized_loss: bool = False  # rank classification: T-Few's L_LN (Eq. 3)
 
 
 @dataclass

@@ -47,8 +47,14 @@ def export_peft(run_dir: Path, out: Path) -> Path:
     method = build_method(record["method_config"])
     if not method.in_peft:
         method.to_peft(None)  # the refusal, before any weights load
+    if record.get("format", "classification") != "classification":
+        raise UserError(
+            f"run {run_dir} ran in the {record['format']} format; export supports classification runs "
+            "(peft's SEQ_CLS task type)"
+        )
     model_cfg = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(ModelConfig), record["config"]["model"]))
-    base, tokenizer = build_model(model_cfg, get_task(record["task"]), record["seed"])
+    task = get_task(record["task"])
+    base, tokenizer, _ = build_model(model_cfg, task, record["seed"], "classification", record["config"]["task"])
     model = copy.deepcopy(base)
     head = attach(method, model, anatomy_of(model_type(model_cfg)), tokenizer)
     load_weights(model, Path(run_dir) / "method.safetensors")

@@ -27,6 +27,7 @@ class Plan:
     anatomy: object
     arch_config: object
     data: object  # TaskData
+    format: str  # how the task's rows meet the model (peftbench.formats)
     run_id: str
     run_dir: Path
 
@@ -35,6 +36,7 @@ def plan(cfg) -> Plan:
     """Check everything a run needs before loading a model; raise UserError on bad input."""
     from omegaconf import OmegaConf
 
+    from peftbench.formats import format_name
     from peftbench.methods import build_method
     from peftbench.models.anatomy import anatomy_of
     from peftbench.models.load import architecture_config, check_weights, model_type
@@ -64,6 +66,7 @@ def plan(cfg) -> Plan:
     check_weights(model_cfg)
     arch_config = architecture_config(model_cfg)
     method.check_model(anatomy, arch_config)
+    fmt = format_name(task, model_cfg.family, config["task"]["format"])
     data = _load_data(config["data"], task)
     results_dir = Path(config["results_dir"])
     _check_writable(results_dir)
@@ -71,7 +74,7 @@ def plan(cfg) -> Plan:
         identity(config),
         prefix=f"{task.name}.{model_cfg.name}.{method.name}.s{config['seed']}",
     )
-    return Plan(config, model_cfg, task, method, anatomy, arch_config, data, name, results_dir / name)
+    return Plan(config, model_cfg, task, method, anatomy, arch_config, data, fmt, name, results_dir / name)
 
 
 def execute(p: Plan) -> dict:
@@ -82,26 +85,22 @@ def execute(p: Plan) -> dict:
     from peftbench.environment import environment
     from peftbench.methods.base import attach
     from peftbench.results.record import write_json_atomic, write_text_atomic
-    from peftbench.tasks.classification import Collator, encode, predict, train_loader
     from peftbench.train.loop import fit
     from peftbench.train.weights import save_weights
 
     trainer_cfg = _namespace(p.config["trainer"])
-    model, tokenizer = build_model(p.model_cfg, p.task, p.config["seed"])
-    params = parameter_counts(model, p.method, attach(p.method, model, p.anatomy, tokenizer))
+    model, tokenizer, fmt = build_model(p.model_cfg, p.task, p.config["seed"], p.format, p.config["task"])
+    head = attach(p.method, model, p.anatomy, tokenizer, train_head=fmt.trains_head)
+    params = parameter_counts(model, p.method, head)
 
-    max_length = p.config["task"]["max_length"]
-    features = {
-        split: encode(rows, tokenizer, max_length, p.task.is_regression) for split, rows in p.data.splits.items()
-    }
-    collator = Collator(tokenizer.pad_token_id)
-    loader = train_loader(features[p.task.train_split], trainer_cfg.batch_size, p.config["seed"], collator)
+    features = {split: fmt.encode(rows) for split, rows in p.data.splits.items()}
+    loader = fmt.train_loader(features[p.task.train_split], trainer_cfg.batch_size, p.config["seed"])
 
     def evaluate(model) -> dict:
         metrics = {}
         for split in p.task.eval_splits:
-            predictions = predict(model, features[split], trainer_cfg.eval_batch_size, collator, p.task.is_regression)
-            metrics[split] = p.task.metrics(predictions, [f["labels"] for f in features[split]])
+            predictions = fmt.predict(model, features[split], trainer_cfg.eval_batch_size)
+            metrics[split] = p.task.score(predictions, p.data.splits[split])
         return metrics
 
     p.run_dir.mkdir(parents=True, exist_ok=True)
@@ -120,6 +119,7 @@ def execute(p: Plan) -> dict:
             evaluate,
             (p.task.main_split, p.task.main_metric),
             trainer_cfg,
+            loss=fmt.loss,
             on_evaluation=lambda entry: _append_line(history_path, entry),
         )
         save_weights(result.best_state, p.run_dir / "method.safetensors")
@@ -145,16 +145,19 @@ def execute(p: Plan) -> dict:
     return record
 
 
-def build_model(model_cfg, task, seed: int):
-    """The backbone with a fresh task head, as every run builds it (seeded first, so the head
-    and a tiny random model come out the same each time); returns (model, tokenizer)."""
+def build_model(model_cfg, task, seed: int, format_name: str, task_cfg: dict):
+    """The backbone in the run's format (with a fresh task head where the format has one), as
+    every run builds it: seeded first, so the head and a tiny random model come out the same
+    each time. Returns (model, tokenizer, format)."""
     from transformers import set_seed
 
-    from peftbench.models.load import load_for_classification, load_tokenizer
+    from peftbench.formats import make_format
+    from peftbench.models.load import load_tokenizer
 
     set_seed(seed)
     tokenizer = load_tokenizer(model_cfg)
-    return load_for_classification(model_cfg, task.num_labels, tokenizer), tokenizer
+    fmt = make_format(format_name, task, tokenizer, {**task_cfg, "family": model_cfg.family})
+    return fmt.load_model(model_cfg), tokenizer, fmt
 
 
 def _record(p: Plan, params: dict, status: str) -> dict:
@@ -169,6 +172,7 @@ def _record(p: Plan, params: dict, status: str) -> dict:
         "method": p.method.name,
         "task": p.task.name,
         "benchmark": p.task.benchmark,
+        "format": p.format,
         "seed": p.config["seed"],
         "method_config": p.config["method"],
         "config": p.config,

@@ -64,7 +64,7 @@ def test_export_round_trip_through_peft(tmp_path, capsys, model_name, method, te
     assert ("limitation" in provenance) == soft_prompt
 
     model_cfg, task = model_config(model_name), get_task("rte")
-    base, tokenizer = build_model(model_cfg, task, record["seed"])
+    base, tokenizer, _ = build_model(model_cfg, task, record["seed"], "classification", record["config"]["task"])
     ours = copy.deepcopy(base)
     attach(build_method(record["method_config"]), ours, anatomy_of(model_cfg.architecture["model_type"]))
     load_weights(ours, run_dir / "method.safetensors")

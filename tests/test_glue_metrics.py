@@ -96,7 +96,7 @@ EXPECTED_MAIN_METRIC = {
 def test_each_task_returns_the_metrics_it_names(name):
     task = get_task(name)
     predictions, labels = ([0.5, 2.0, 4.5, 3.0], [1.0, 2.5, 4.0, 3.5]) if task.is_regression else ([0, 1, 1, 0], [0, 1, 0, 0])
-    scores = task.metrics(predictions, labels)
+    scores = task.score(predictions, [{"label": label} for label in labels])
     assert tuple(scores) == task.metric_names == EXPECTED_METRICS[name] == glue_scorer(name)[1]
     assert task.main_metric == EXPECTED_MAIN_METRIC[name]
 

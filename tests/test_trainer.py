@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from peftbench.config import TrainerConfig
-from peftbench.tasks.classification import Collator, encode, train_loader
+from peftbench.formats.classification import ClassificationFormat
+from peftbench.tasks import get_task
 from peftbench.train.batching import EpochBatches, length_grouped_batches, sorted_batches
 from peftbench.train.loop import fit
 from peftbench.train.weights import trainable_state
@@ -108,8 +109,8 @@ def _setup(n=8):
     model, tokenizer = tiny_classifier("tiny-bert")
     apply_method(model, LORA, "tiny-bert")
     rows = [{"text": TEXTS[i % len(TEXTS)], "text_pair": None, "label": i % 2} for i in range(n)]
-    features = encode(rows, tokenizer, max_length=32, regression=False)
-    return model, features, Collator(tokenizer.pad_token_id)
+    fmt = ClassificationFormat(get_task("sst2"), tokenizer, {"max_length": 32})
+    return model, fmt.encode(rows), fmt
 
 
 def _cfg(**overrides):
@@ -132,8 +133,8 @@ class _Scripted:
 
 
 def _fit(cfg, script, n=8):
-    model, features, collator = _setup(n)
-    loader = train_loader(features, cfg.batch_size, 0, collator)
+    model, features, fmt = _setup(n)
+    loader = fmt.train_loader(features, cfg.batch_size, 0)
     entries = []
     result = fit(model, loader, script, ("validation", "accuracy"), cfg, on_evaluation=entries.append)
     return result, entries

@@ -11,7 +11,7 @@ To add a method: write one file in this folder with a ``Method`` subclass decora
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, Optional
 
 from peftbench.errors import UserError
 
@@ -20,9 +20,15 @@ FAMILIES = frozenset({"encoder", "decoder", "encoder_decoder"})
 
 @dataclass
 class MethodConfig:
-    """Fields every method config has; a method's ``Config`` extends it."""
+    """Fields every method config has; a method's ``Config`` extends it.
+
+    ``lr`` is the learning rate a method's YAML gives when its paper trains at a rate of its own
+    (prompt tuning 0.3, IA3 3e-3): ``trainer.lr`` defaults to it, else to 1e-3
+    (``conf/trainer/default.yaml``); ``trainer.lr=…`` on the command line overrides both.
+    """
 
     name: str = ""
+    lr: Optional[float] = None
 
     def check(self) -> None:
         """Refuse impossible values (raise UserError); called before any model loads."""
@@ -91,17 +97,18 @@ def require(condition: bool, message: str) -> None:
         raise UserError(message)
 
 
-def attach(method: Method, model, anatomy, tokenizer=None) -> list[str]:
+def attach(method: Method, model, anatomy, tokenizer=None, train_head: bool = True) -> list[str]:
     """Freeze ``model``, let ``method`` add or select its parameters, unfreeze the task head.
 
     The one way every run, count and test puts a method on a model; returns the head's names.
+    ``train_head=False``: the model has no fresh head (a language model scoring its own tokens).
     """
     from peftbench.models.anatomy import head_parameter_names
 
     method.tokenizer = tokenizer
     model.requires_grad_(False)
     method.apply(model, anatomy)
-    head = head_parameter_names(model)
+    head = head_parameter_names(model) if train_head else []
     parameters = dict(model.named_parameters())
     for name in head:
         parameters[name].requires_grad_(True)

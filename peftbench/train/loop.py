@@ -54,11 +54,13 @@ def fit(
     evaluate: Callable[[torch.nn.Module], Metrics],
     select: tuple[str, str],
     cfg,
+    loss: Callable[[torch.nn.Module, dict], torch.Tensor] = lambda model, batch: model(**batch).loss,
     on_evaluation: Callable[[dict], None] = lambda entry: None,
 ) -> FitResult:
     """Train ``model``'s trainable parameters; return the best and last evaluations and the cost.
 
-    ``select`` is (split, metric) of the task's main metric (higher is better).
+    ``select`` is (split, metric) of the task's main metric (higher is better); ``loss(model,
+    batch)`` is the format's training loss.
     """
     from accelerate import Accelerator
     from accelerate.state import AcceleratorState
@@ -112,15 +114,15 @@ def fit(
         tick = time.perf_counter()
         for batch in train_loader:
             with accelerator.accumulate(model):
-                loss = model(**batch).loss
-                accelerator.backward(loss)
+                value = loss(model, batch)
+                accelerator.backward(value)
                 if accelerator.sync_gradients:
                     if cfg.max_grad_norm:
                         accelerator.clip_grad_norm_(params, cfg.max_grad_norm)
                     optimizer.step()
                     scheduler.step()
                     optimizer.zero_grad(set_to_none=True)
-            running_loss += loss.detach()
+            running_loss += value.detach()
             samples += batch["input_ids"].shape[0]
             tokens += batch["attention_mask"].sum()
             if not accelerator.sync_gradients:
