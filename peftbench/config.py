@@ -46,6 +46,8 @@ class DataConfig:
     dir: Optional[str] = None  # the benchmark's original files (or PEFTBENCH_DATA)
     max_train_samples: Optional[int] = None
     max_eval_samples: Optional[int] = None
+    folds: Optional[int] = None  # K-fold cross-validation on train (default: the task's own, RAFT 5)
+    fold: int = 0  # which of the K folds is the validation split
 
 
 @dataclass

@@ -25,9 +25,10 @@ def counts_from_config(cfg) -> dict:
     """Counts for a composed config's model × method × task, without weights or data."""
     from omegaconf import OmegaConf
 
+    from peftbench.formats import FORMATS, format_name
     from peftbench.methods import build_method
     from peftbench.methods.base import attach
-    from peftbench.models.anatomy import anatomy_of
+    from peftbench.models.anatomy import anatomy_of, head_parameter_names
     from peftbench.models.load import architecture_config, model_type, skeleton_for_classification
     from peftbench.tasks import get_task
 
@@ -36,10 +37,15 @@ def counts_from_config(cfg) -> dict:
     anatomy = anatomy_of(model_type(model_cfg))
     arch_config = architecture_config(model_cfg)
     method.check_model(anatomy, arch_config)
-    model = skeleton_for_classification(model_cfg, get_task(cfg.task.name).num_labels)
-    before = sum(param.numel() for param in model.parameters())
-    counts = parameter_counts(model, method, attach(method, model, anatomy))
-    counts["backbone"] = before - counts["head"]
+    task = get_task(cfg.task.name)
+    fmt = format_name(task, model_cfg.family, cfg.task.format)
+    model = skeleton_for_classification(model_cfg, 1 if fmt == "multiple_choice" else task.num_labels)
+    classifier = sum(param.numel() for name, param in model.named_parameters() if name in head_parameter_names(model))
+    backbone = sum(param.numel() for param in model.parameters()) - classifier
+    counts = parameter_counts(model, method, attach(method, model, anatomy, train_head=FORMATS[fmt].trains_head))
+    counts["backbone"] = backbone
+    if not FORMATS[fmt].trains_head:  # the language model scores with its own (tied) head: no classifier
+        counts["total"] -= classifier
     return {
         "model": model_cfg.name,
         "model_type": arch_config.model_type,
@@ -47,6 +53,7 @@ def counts_from_config(cfg) -> dict:
         "hidden": getattr(arch_config, anatomy.hidden_size_key),
         "method": OmegaConf.to_container(cfg.method, resolve=True),
         "task": cfg.task.name,
+        "format": fmt,
         **counts,
     }
 

@@ -72,7 +72,7 @@ def plan(cfg) -> Plan:
     _check_writable(results_dir)
     name = run_id(
         identity(config),
-        prefix=f"{task.name}.{model_cfg.name}.{method.name}.s{config['seed']}",
+        prefix=f"{task.name}.{model_cfg.name}.{method.name}.s{config['seed']}" + _fold_suffix(config["data"], task),
     )
     return Plan(config, model_cfg, task, method, anatomy, arch_config, data, fmt, name, results_dir / name)
 
@@ -191,6 +191,13 @@ def _load_data(data_cfg: dict, task):
     if source == "auto":
         source = "dir" if directory else ("embedded" if task.has_embedded else "hub")
     data = task.load(source, directory)  # the task names a missing folder, file or source itself
+    folds = data_cfg["folds"] or task.folds
+    if folds:
+        from peftbench.tasks.folds import cross_validation_split
+
+        train, validation = cross_validation_split(data.splits[task.train_split], folds, data_cfg["fold"])
+        data.splits.update({task.train_split: train, task.main_split: validation})
+        data.location += f" (fold {data_cfg['fold']} of {folds})"
     limits = {task.train_split: data_cfg["max_train_samples"]}
     limits.update({split: data_cfg["max_eval_samples"] for split in task.eval_splits})
     for split, limit in limits.items():
@@ -202,8 +209,16 @@ def _load_data(data_cfg: dict, task):
                 data.sample = True
     for split in (task.train_split, *task.eval_splits):
         if not data.splits.get(split):
-            raise UserError(f"task {task.name} has no '{split}' rows in {data.location}; check the data folder")
+            raise UserError(
+                f"task {task.name} has no '{split}' rows in {data.location}; check the data folder, "
+                "or score by cross-validation on train with data.folds=K data.fold=k"
+            )
     return data
+
+
+def _fold_suffix(data_cfg: dict, task) -> str:
+    folds = data_cfg["folds"] or task.folds
+    return f".f{data_cfg['fold']}" if folds else ""
 
 
 def _check_trainer(trainer: dict, task: dict) -> None:

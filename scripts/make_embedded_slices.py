@@ -1,5 +1,7 @@
-"""Build the GLUE slices embedded in the package (peftbench/tasks/data/glue/) from a GLUE folder
-in the layout written by download_glue_data.py (default: ../shared/data/glue).
+"""Build the GLUE and SuperGLUE slices embedded in the package (peftbench/tasks/data/glue/ and
+peftbench/tasks/data/superglue/) from a GLUE folder in the layout written by download_glue_data.py
+(default: ../shared/data/glue) and a folder of the SuperGLUE jsonl files (default:
+../shared/data/superglue).
 
 Each slice keeps its source file's header (MRPC's byte-order mark included) and its rows byte for
 byte, in file order; only which rows are kept is chosen, by a seeded random sample, so the same
@@ -12,8 +14,21 @@ files, sizes and seed give the same slices. Slices:
 - QNLI: its train set is not in the staged copy, so both slices come from dev.tsv, without overlap;
 - MNLI, QQP: none (no copy of the files is staged).
 
+SuperGLUE slices are the first lines of each jsonl file, byte for byte (no header; a line is one
+example, a MultiRC line one paragraph with its questions):
+
+- CB, COPA, WiC, WSC: the first ``--superglue-rows`` lines of train.jsonl and of val.jsonl;
+- MultiRC: the first ``--multirc-train-paragraphs`` lines of train.jsonl and the first
+  ``--multirc-val-paragraphs`` lines of val.jsonl;
+- BoolQ: its train set is not in the staged copy, so train.jsonl is the first ``--superglue-rows``
+  lines of val.jsonl and val.jsonl the next ``--superglue-rows``, without overlap;
+- ReCoRD: none (no copy of the full files is staged).
+
 Usage: python scripts/make_embedded_slices.py [--glue DIR] [--out DIR] [--rows 64]
                                               [--sst2-train-rows 4000] [--seed 0]
+                                              [--superglue DIR] [--superglue-out DIR]
+                                              [--superglue-rows 48] [--multirc-train-paragraphs 3]
+                                              [--multirc-val-paragraphs 2] [--only glue|superglue]
 """
 
 from __future__ import annotations
@@ -25,6 +40,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 HEADERLESS_FOLDERS = {"CoLA"}  # CoLA's train.tsv and dev.tsv have no header row
 SMALL_FOLDERS = ("CoLA", "MRPC", "STS-B", "RTE", "WNLI")
+SUPERGLUE_SMALL_FOLDERS = ("CB", "COPA", "WiC", "WSC")
 
 
 def read_rows(path: Path) -> tuple[bytes, list[bytes]]:
@@ -65,6 +81,31 @@ def make_slices(glue: Path, out: Path, rows: int, sst2_train_rows: int, seed: in
     write_slice(out / "QNLI" / "dev.tsv", header, lines, indices[rows:])
 
 
+def read_jsonl_lines(path: Path) -> list[bytes]:
+    """The non-blank lines of a jsonl file, each ending in a newline."""
+    lines = [line for line in path.read_bytes().splitlines(keepends=True) if line.strip()]
+    return [line if line.endswith(b"\n") else line + b"\n" for line in lines]
+
+
+def first_lines(path: Path, start: int, size: int) -> tuple[list[bytes], list[int]]:
+    lines = read_jsonl_lines(path)
+    if start + size > len(lines):
+        raise SystemExit(f"cannot take lines {start + 1}-{start + size} from {path} ({len(lines)} lines)")
+    return lines, list(range(start, start + size))
+
+
+def make_superglue_slices(superglue: Path, out: Path, rows: int, multirc_train: int, multirc_val: int) -> None:
+    for folder in SUPERGLUE_SMALL_FOLDERS:
+        for file_name in ("train.jsonl", "val.jsonl"):
+            write_slice(out / folder / file_name, b"", *first_lines(superglue / folder / file_name, 0, rows))
+
+    for file_name, paragraphs in (("train.jsonl", multirc_train), ("val.jsonl", multirc_val)):
+        write_slice(out / "MultiRC" / file_name, b"", *first_lines(superglue / "MultiRC" / file_name, 0, paragraphs))
+
+    write_slice(out / "BoolQ" / "train.jsonl", b"", *first_lines(superglue / "BoolQ" / "val.jsonl", 0, rows))
+    write_slice(out / "BoolQ" / "val.jsonl", b"", *first_lines(superglue / "BoolQ" / "val.jsonl", rows, rows))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--glue", type=Path, default=REPO_ROOT.parent / "shared" / "data" / "glue",
@@ -74,8 +115,21 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=64, help="train and dev rows per small task")
     parser.add_argument("--sst2-train-rows", type=int, default=4000, help="rows of the SST-2 train slice")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--superglue", type=Path, default=REPO_ROOT.parent / "shared" / "data" / "superglue",
+                        help="SuperGLUE folder holding BoolQ/, CB/, … (default: ../shared/data/superglue)")
+    parser.add_argument("--superglue-out", type=Path,
+                        default=REPO_ROOT / "peftbench" / "tasks" / "data" / "superglue",
+                        help="where to write the SuperGLUE slices (default: peftbench/tasks/data/superglue)")
+    parser.add_argument("--superglue-rows", type=int, default=48, help="train and val lines per SuperGLUE task")
+    parser.add_argument("--multirc-train-paragraphs", type=int, default=3, help="MultiRC train lines (paragraphs)")
+    parser.add_argument("--multirc-val-paragraphs", type=int, default=2, help="MultiRC val lines (paragraphs)")
+    parser.add_argument("--only", choices=("glue", "superglue"), help="build one benchmark's slices (default: both)")
     args = parser.parse_args()
-    make_slices(args.glue, args.out, args.rows, args.sst2_train_rows, args.seed)
+    if args.only != "superglue":
+        make_slices(args.glue, args.out, args.rows, args.sst2_train_rows, args.seed)
+    if args.only != "glue":
+        make_superglue_slices(args.superglue, args.superglue_out, args.superglue_rows,
+                              args.multirc_train_paragraphs, args.multirc_val_paragraphs)
 
 
 if __name__ == "__main__":

@@ -77,6 +77,7 @@ class Task:
     kind: str = "classification"  # classification | multiple_choice | generation
     verbalizers: tuple[str, ...] = ()  # each label as words, for formats that score label text
     prompt: Callable[[dict], str] | None = None  # the row as one input text, for those formats
+    folds: int = 0  # > 0: no labelled validation split; dev scores by K-fold CV on train (RAFT)
 
     @property
     def num_labels(self) -> int:

@@ -8,6 +8,7 @@ Benchmark and Analysis Platform for Natural Language Understanding", §3 and Tab
 - Matthews correlation coefficient (Matthews, 1975), for CoLA's unbalanced binary labels:
   MCC = (TP·TN − FP·FN) / sqrt((TP + FP)(TP + FN)(TN + FP)(TN + FN));
 - Pearson's r and Spearman's ρ between predicted and gold similarity scores (STS-B).
+- macro-F1, the mean of the per-class F1 (RAFT; see ``macro_f1``).
 
 Every function takes ``(predictions, labels)`` and returns ``{metric name: float}`` with values as
 fractions (0.866, not 86.6). scikit-learn and scipy compute them, as GLUE's own scorer does; they
@@ -57,6 +58,18 @@ def matthews_correlation(predictions: Sequence, labels: Sequence) -> dict[str, f
 
     predictions, labels = _paired(predictions, labels)
     return {"mcc": float(matthews_corrcoef(labels, predictions))}
+
+
+def macro_f1(predictions: Sequence, labels: Sequence) -> dict[str, float]:
+    """Macro-averaged F1, RAFT's metric (Alex et al., 2021; the ``ought/raft`` dataset card: each
+    task's macro-F1, averaged over the tasks, is the leaderboard score; the leaderboard's scorer,
+    ``huggingface/hf_benchmarks`` ``benchmarks/raft/evaluation.py``, calls the ``f1`` metric with
+    ``average="macro"``, i.e. scikit-learn's ``f1_score``): the unweighted mean, over the classes
+    present in the labels or the predictions, of F1_c = 2·TP_c / (2·TP_c + FP_c + FN_c)."""
+    from sklearn.metrics import f1_score
+
+    predictions, labels = _paired(predictions, labels)
+    return {"macro_f1": float(f1_score(labels, predictions, average="macro", zero_division=0))}
 
 
 def pearson_and_spearman(predictions: Sequence, labels: Sequence) -> dict[str, float]:
