@@ -38,6 +38,11 @@ class TaskConfig:
     format: Optional[str] = None  # classification | multiple_choice | rank_classification; None: by family
     unlikelihood_loss: bool = False  # rank classification: T-Few's L_UL on the wrong choices (Eq. 2)
     length_normalized_loss: bool = False  # rank classification: T-Few's L_LN (Eq. 3)
+    label_smoothing: float = 0.0  # generation: ε of the target distribution
+    num_beams: int = 1  # generation: decoding settings (E2E: the LoRA paper's 10, 0.9, 4)
+    length_penalty: float = 1.0
+    no_repeat_ngram_size: int = 0
+    max_new_tokens: int = 64
 
 
 @dataclass

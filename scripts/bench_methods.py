@@ -2,8 +2,9 @@
 
 Runs ``peftbench run`` once per method (the real command line, records in --results), then prints
 dev accuracy against the majority-class baseline, trainable parameters, wall time, throughput and
-peak memory. Full and top-k fine-tuning use ``trainer=full_ft`` (lr 2e-5); every other method the
-default PEFT trainer. Re-running skips finished runs (the run id covers the config).
+peak memory. Every method trains at its own rate (``method.lr`` in its YAML, else 1e-3); full
+fine-tuning also takes ``trainer=full_ft``'s weight decay. Re-running skips finished runs (the run
+id covers the config).
 
     python scripts/bench_methods.py [--epochs 1] [--results results/bench_methods] [--methods lora bitfit ...]
 """
@@ -19,7 +20,7 @@ from pathlib import Path
 from peftbench.config import available
 from peftbench.results.table import format_count, render_markdown
 
-FULL_RATE = {"full", "top_k"}  # methods that update pretrained weights wholesale want a small lr
+FULL_FT = {"full"}  # full fine-tuning's trainer preset (weight decay 0.1; its rate is full.yaml's)
 # Paper defaults that do not fit MiniLM-L6 (hidden 384): the parallel adapter's r = 512 (He et al.).
 FITS_MINILM = {"parallel": ["method.bottleneck=96"]}
 
@@ -31,7 +32,7 @@ def main() -> None:
     parser.add_argument("--methods", nargs="*", default=available("method"))
     args = parser.parse_args()
     for method in args.methods:
-        trainer = ["trainer=full_ft"] if method in FULL_RATE else []
+        trainer = ["trainer=full_ft"] if method in FULL_FT else []
         trainer += FITS_MINILM.get(method, [])
         command = [sys.executable, "-m", "peftbench", "run", "model=minilm-l6", "task=sst2", f"method={method}",
                    *trainer, f"trainer.epochs={args.epochs}", "trainer.progress=false", f"results_dir={args.results}"]  # fmt: skip

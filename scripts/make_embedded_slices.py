@@ -24,11 +24,17 @@ example, a MultiRC line one paragraph with its questions):
   lines of val.jsonl and val.jsonl the next ``--superglue-rows``, without overlap;
 - ReCoRD: none (no copy of the full files is staged).
 
+E2E slices are the header and the first lines of the release's csv files, byte for byte:
+``--e2e-train-rows`` (MR, reference) pairs of trainset.csv and every reference of the first
+``--e2e-dev-mrs`` MRs of devset.csv.
+
 Usage: python scripts/make_embedded_slices.py [--glue DIR] [--out DIR] [--rows 64]
                                               [--sst2-train-rows 4000] [--seed 0]
                                               [--superglue DIR] [--superglue-out DIR]
                                               [--superglue-rows 48] [--multirc-train-paragraphs 3]
-                                              [--multirc-val-paragraphs 2] [--only glue|superglue]
+                                              [--multirc-val-paragraphs 2] [--e2e DIR] [--e2e-out DIR]
+                                              [--e2e-train-rows 400] [--e2e-dev-mrs 25]
+                                              [--only glue|superglue|e2e]
 """
 
 from __future__ import annotations
@@ -106,6 +112,21 @@ def make_superglue_slices(superglue: Path, out: Path, rows: int, multirc_train: 
     write_slice(out / "BoolQ" / "val.jsonl", b"", *first_lines(superglue / "BoolQ" / "val.jsonl", rows, rows))
 
 
+def make_e2e_slices(e2e: Path, out: Path, train_rows: int, dev_mrs: int) -> None:
+    import csv
+
+    for file_name, wanted in (("trainset.csv", None), ("devset.csv", dev_mrs)):
+        lines = (e2e / file_name).read_bytes().splitlines(keepends=True)
+        header, body = lines[0], lines[1:]
+        if wanted is None:
+            keep = body[:train_rows]
+        else:  # whole MRs: every line up to the first line of MR number wanted + 1
+            mrs = [next(csv.reader([line.decode("utf-8")]))[0] for line in body]
+            firsts = [i for i, mr in enumerate(mrs) if i == 0 or mr != mrs[i - 1]]
+            keep = body[: firsts[wanted]] if len(firsts) > wanted else body
+        write_slice(out / file_name, header, keep, list(range(len(keep))))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--glue", type=Path, default=REPO_ROOT.parent / "shared" / "data" / "glue",
@@ -123,13 +144,21 @@ def main() -> None:
     parser.add_argument("--superglue-rows", type=int, default=48, help="train and val lines per SuperGLUE task")
     parser.add_argument("--multirc-train-paragraphs", type=int, default=3, help="MultiRC train lines (paragraphs)")
     parser.add_argument("--multirc-val-paragraphs", type=int, default=2, help="MultiRC val lines (paragraphs)")
-    parser.add_argument("--only", choices=("glue", "superglue"), help="build one benchmark's slices (default: both)")
+    parser.add_argument("--e2e", type=Path, default=REPO_ROOT.parent / "shared" / "data" / "e2e",
+                        help="the E2E release folder with trainset.csv, devset.csv (default: ../shared/data/e2e)")
+    parser.add_argument("--e2e-out", type=Path, default=REPO_ROOT / "peftbench" / "tasks" / "data" / "e2e",
+                        help="where to write the E2E slices (default: peftbench/tasks/data/e2e)")
+    parser.add_argument("--e2e-train-rows", type=int, default=400, help="E2E train pairs")
+    parser.add_argument("--e2e-dev-mrs", type=int, default=25, help="E2E dev MRs, each with all its references")
+    parser.add_argument("--only", choices=("glue", "superglue", "e2e"), help="build one benchmark's slices (default: all)")
     args = parser.parse_args()
-    if args.only != "superglue":
+    if args.only in (None, "glue"):
         make_slices(args.glue, args.out, args.rows, args.sst2_train_rows, args.seed)
-    if args.only != "glue":
+    if args.only in (None, "superglue"):
         make_superglue_slices(args.superglue, args.superglue_out, args.superglue_rows,
                               args.multirc_train_paragraphs, args.multirc_val_paragraphs)
+    if args.only in (None, "e2e"):
+        make_e2e_slices(args.e2e, args.e2e_out, args.e2e_train_rows, args.e2e_dev_mrs)
 
 
 if __name__ == "__main__":

@@ -62,3 +62,11 @@ def test_folds_partition_the_rows_across_runs(tmp_path):
         assert len(data.splits["train"]) == 40 and "fold" in data.location
         seen += [row["id"] for row in data.splits["validation"]]
     assert len(seen) == len(set(seen)) == 50
+
+
+@pytest.mark.parametrize("model", ["tiny-gpt2", "tiny-t5"])
+def test_e2e_runs_and_scores_the_five_metrics(tmp_path, model):
+    record = _run(tmp_path, model, "e2e", "data.source=embedded", "task.num_beams=2", "task.max_new_tokens=6",
+                  "data.max_eval_samples=20")  # fmt: skip
+    assert record["status"] == "complete" and record["format"] == "generation"
+    assert tuple(record["metrics"]["best"]["validation"]) == ("bleu", "nist", "meteor", "rouge_l", "cider")

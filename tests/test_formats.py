@@ -49,7 +49,8 @@ def test_the_format_follows_the_family(task, family, expected):
 @pytest.mark.parametrize(
     "task, family, override, message",
     [
-        (SST2, "encoder", "generation", "unknown task.format"),
+        (SST2, "encoder", "tagging", "unknown task.format"),
+        (SST2, "decoder", "generation", "not text to write"),
         (CHOICES, "encoder", "classification", "multiple choice"),
         (SST2, "encoder", "multiple_choice", "no choices"),
         (VERBALISED, "encoder", "rank_classification", "needs a language model"),
@@ -152,3 +153,47 @@ def test_multiple_choice_scores_each_pair_with_the_head():
         assert scores[0, 2] == float("-inf")
         torch.testing.assert_close(fmt.loss(model, batch), torch.nn.functional.cross_entropy(scores, torch.tensor([1, 0])))
         assert fmt.predict(model, features, batch_size=1) == scores.argmax(-1).tolist()
+
+
+E2E_ROWS = [
+    {"text": "name[The Vaults], eatType[pub]", "label": "The Vaults is a pub.", "group": "name[The Vaults], eatType[pub]"},
+    {"text": "name[The Vaults], eatType[pub]", "label": "A pub: The Vaults.", "group": "name[The Vaults], eatType[pub]"},
+    {"text": "name[Alimentum], area[city centre], familyFriendly[no]", "label": "Alimentum is in the city centre.",
+     "group": "name[Alimentum], area[city centre], familyFriendly[no]"},
+]
+GENERATE = {**OPTIONS, "label_smoothing": 0.0, "num_beams": 1, "length_penalty": 1.0, "no_repeat_ngram_size": 0,
+            "max_new_tokens": 5}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", ["tiny-gpt2", "tiny-t5"])
+def test_generation_loss_is_the_reference_tokens_cross_entropy(name):
+    model, tokenizer, model_cfg = _language_model(name)
+    fmt = make_format("generation", get_task("e2e"), tokenizer, {**GENERATE, "family": model_cfg.family})
+    batch = fmt.collate(fmt.encode(E2E_ROWS), training=True)
+    with torch.no_grad():
+        # transformers' own loss for the same labels (-100 on the prompt and the padding)
+        output = model(**batch)
+        torch.testing.assert_close(fmt.loss(model, batch), output.loss, atol=1e-5, rtol=0)
+        # with label smoothing ε: (1 − ε)·(−log p(y)) + ε·mean over the vocabulary of (−log p), per target token
+        logits, labels = output.logits, batch["labels"]
+        if model_cfg.family == "decoder":
+            logits, labels = logits[:, :-1], labels[:, 1:]
+        logp, mask = torch.log_softmax(logits, -1), labels != -100
+        nll = -logp.gather(-1, labels.clamp(min=0)[..., None])[..., 0]
+        expected = (0.9 * nll - 0.1 * logp.mean(-1))[mask].mean()
+        smoothed = make_format("generation", get_task("e2e"), tokenizer,
+                               {**GENERATE, "label_smoothing": 0.1, "family": model_cfg.family})  # fmt: skip
+        torch.testing.assert_close(smoothed.loss(model, batch), expected, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("name", ["tiny-gpt2", "tiny-t5"])
+def test_generation_once_per_group_and_padding_free(name):
+    model, tokenizer, model_cfg = _language_model(name)
+    fmt = make_format("generation", get_task("e2e"), tokenizer, {**GENERATE, "family": model_cfg.family})
+    features = fmt.encode(E2E_ROWS)
+    with torch.no_grad():
+        texts = fmt.predict(model, features, batch_size=8)  # two inputs of different lengths, padded together
+        assert texts[0] == texts[1]  # one MR, one generation
+        alone = fmt.predict(model, features[2:], batch_size=1)
+    assert texts[2] == alone[0]
+    assert all(isinstance(text, str) for text in texts)

@@ -9,6 +9,8 @@ One task runs in different formats on different backbone families, as the papers
 - ``rank_classification``: the task's prompt followed by each label word (or choice), scored by
   the length-normalised log-likelihood the language model gives its tokens; the highest wins
   (decoders and encoder-decoders; T-Few, Liu et al. 2022, §3.1; P-tuning's verbalisers).
+- ``generation``: the reference as the target of the prompt, beam-search decoding, the texts
+  scored by the task (E2E; decoders and encoder-decoders).
 
 ``format_for`` picks by the model's family and the task; ``task.format=…`` overrides it.
 """
@@ -18,11 +20,13 @@ from __future__ import annotations
 from peftbench.errors import UserError
 from peftbench.formats.base import Format
 from peftbench.formats.classification import ClassificationFormat
+from peftbench.formats.generation import GenerationFormat
 from peftbench.formats.multiple_choice import MultipleChoiceFormat
 from peftbench.formats.rank_classification import RankClassificationFormat
 
 FORMATS: dict[str, type[Format]] = {
-    cls.name: cls for cls in (ClassificationFormat, MultipleChoiceFormat, RankClassificationFormat)
+    cls.name: cls
+    for cls in (ClassificationFormat, MultipleChoiceFormat, RankClassificationFormat, GenerationFormat)
 }
 
 
@@ -32,7 +36,9 @@ def format_name(task, family: str, override: str | None = None) -> str:
         if override not in FORMATS:
             raise UserError(f"unknown task.format '{override}'; choose one of: {', '.join(FORMATS)}")
         name = override
-    elif family != "encoder" and task.verbalizers or family != "encoder" and task.kind == "multiple_choice":
+    elif task.kind == "generation":
+        name = "generation"
+    elif family != "encoder" and (task.verbalizers or task.kind == "multiple_choice"):
         name = "rank_classification"
     else:
         name = "multiple_choice" if task.kind == "multiple_choice" else "classification"

@@ -1,4 +1,4 @@
-"""The task registry: every benchmark module (``glue``, ``superglue``, ``raft``; later ``e2e``)
+"""The task registry: every benchmark module (``glue``, ``superglue``, ``e2e``, ``raft``)
 exposes ``TASKS``, a dict of task name → ``Task``, and joins the registry by being listed in
 ``_BENCHMARKS``. Task names are unique across benchmarks.
 """
@@ -8,10 +8,10 @@ from __future__ import annotations
 from types import ModuleType
 
 from peftbench.errors import UserError
-from peftbench.tasks import glue, raft, superglue
+from peftbench.tasks import e2e, glue, raft, superglue
 from peftbench.tasks.base import Task, TaskData
 
-_BENCHMARKS: tuple[ModuleType, ...] = (glue, superglue, raft)
+_BENCHMARKS: tuple[ModuleType, ...] = (glue, superglue, e2e, raft)
 
 
 def _collect(benchmarks: tuple[ModuleType, ...]) -> dict[str, Task]:

@@ -1,0 +1,142 @@
+"""The E2E NLG Challenge (Novikova, Dušek and Rieser, 2017, "The E2E Dataset: New Challenges For
+End-to-End Generation"): restaurant meaning representations (MRs) to text, 42,061 training
+pairs, 547 dev MRs with 4,672 references, 630 test MRs.
+
+A row is one (MR, reference) pair: ``text`` the MR as the files spell it
+(``name[The Vaults], eatType[pub]``), ``label`` the reference and ``group`` the MR, so that
+scoring groups all references of an MR, as the official scorer does, and scores one prediction
+per MR (``tasks/e2e_metrics.py``: BLEU, NIST, METEOR, ROUGE-L, CIDEr, main metric BLEU as the
+LoRA paper's Table 3 leads with). The model reads the MR linearised as the LoRA paper's E2E data
+has it (``name : The Vaults | eat type : pub``) followed by `` ||``.
+
+Sources: ``"dir"`` the dataset release's csv files (``trainset.csv``, ``devset.csv``,
+``testset_w_refs.csv``; columns ``mr``, ``ref``) in a data root's ``e2e/`` folder or the folder
+itself; ``"hub"`` ``datasets.load_dataset("tuetschek/e2e_nlg")``; ``"embedded"`` real slices of
+the csv files shipped in ``peftbench/tasks/data/e2e`` (scripts/make_embedded_slices.py).
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import re
+from pathlib import Path
+
+from peftbench.errors import UserError
+from peftbench.tasks.base import Task, TaskData
+
+HUB_DATASET = "tuetschek/e2e_nlg"
+EMBEDDED = Path(__file__).parent / "data" / "e2e"
+FILES = (("train", "trainset.csv"), ("validation", "devset.csv"), ("test", "testset_w_refs.csv"))
+FIX = "pass data.dir=… (the E2E release's csv files) or set PEFTBENCH_DATA"
+
+
+def linearise(mr: str) -> str:
+    """``name[The Vaults], eatType[pub]`` → ``name : The Vaults | eat type : pub``."""
+    pairs = re.findall(r"\s*([^\[,]+)\[([^\]]*)\]", mr)
+    if not pairs:
+        return mr
+    return " | ".join(f"{_words(key.strip())} : {value}" for key, value in pairs)
+
+
+def _words(key: str) -> str:
+    return re.sub(r"(?<=[a-z])(?=[A-Z])", " ", key).lower()
+
+
+def prompt(row: dict) -> str:
+    return f"{linearise(row['text'])} ||"
+
+
+def load_e2e(source: str, data_dir: str | os.PathLike | None = None) -> TaskData:
+    if source == "hub":
+        return _load_from_hub()
+    if source == "embedded":
+        return TaskData(_read_folder(EMBEDDED), "embedded", str(EMBEDDED), sample=True)
+    if source != "dir":
+        raise UserError(f"unknown data source {source!r} for e2e; use dir, hub or embedded")
+    folder = _folder(data_dir)
+    return TaskData(_read_folder(folder), "dir", str(folder))
+
+
+def _folder(data_dir) -> Path:
+    data_dir = data_dir or os.environ.get("PEFTBENCH_DATA")
+    if not data_dir:
+        raise UserError(f"no data folder given for e2e; {FIX}")
+    given = Path(data_dir).expanduser()
+    for folder in (given / "e2e", given):
+        if (folder / "devset.csv").is_file():
+            return folder
+    raise UserError(f"no E2E devset.csv under {given} or {given / 'e2e'}; {FIX}")
+
+
+def _read_folder(folder: Path) -> dict[str, list[dict]]:
+    splits = {}
+    for split, name in FILES:
+        path = folder / name
+        if path.is_file():
+            splits[split] = _read_csv(path)
+        elif split != "test":
+            raise UserError(f"missing {path} (E2E {split}); {FIX}")
+    return splits
+
+
+def _read_csv(path: Path) -> list[dict]:
+    with path.open(encoding="utf-8", newline="") as handle:
+        reader = csv.reader(handle)
+        header = [column.strip().lower() for column in next(reader, [])]
+        if header[:2] != ["mr", "ref"]:
+            raise UserError(f"{path}: expected the columns mr, ref; found {', '.join(header) or 'nothing'}")
+        rows = []
+        for fields in reader:
+            if len(fields) != 2:
+                raise UserError(f"{path}:{reader.line_num}: expected 2 columns (mr, ref), found {len(fields)}")
+            rows.append({"text": fields[0], "label": fields[1], "group": fields[0]})
+    if not rows:
+        raise UserError(f"{path} has no rows; restore it from the E2E release")
+    return rows
+
+
+def _load_from_hub() -> TaskData:
+    import datasets
+
+    try:
+        dataset_dict = datasets.load_dataset(HUB_DATASET)
+    except (ConnectionError, FileNotFoundError, ValueError) as error:
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise UserError(f"cannot load {HUB_DATASET} from the Hugging Face hub ({reason}); {FIX}") from error
+    splits = {
+        split: [{"text": mr, "label": ref, "group": mr}
+                for mr, ref in zip(data["meaning_representation"], data["human_reference"], strict=True)]
+        for split, data in dataset_dict.items()
+    }  # fmt: skip
+    return TaskData(splits, "hub", HUB_DATASET)
+
+
+def score(predictions: list[str], rows: list[dict]) -> dict[str, float]:
+    """The official scorer over MRs: each MR's references against the prediction of its first row."""
+    from peftbench.tasks.e2e_metrics import score as official
+
+    references: dict[str, list[str]] = {}
+    predicted: dict[str, str] = {}
+    for prediction, row in zip(predictions, rows, strict=True):
+        references.setdefault(row["group"], []).append(row["label"])
+        predicted.setdefault(row["group"], prediction)
+    return official(list(references.values()), list(predicted.values()))
+
+
+TASKS = {
+    "e2e": Task(
+        name="e2e",
+        benchmark="e2e",
+        label_names=(),
+        train_split="train",
+        eval_splits=("validation",),
+        main_metric="bleu",
+        score=score,
+        load=load_e2e,
+        has_embedded=True,
+        metric_names=("bleu", "nist", "meteor", "rouge_l", "cider"),
+        kind="generation",
+        prompt=prompt,
+    )
+}
