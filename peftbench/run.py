@@ -123,6 +123,7 @@ def execute(p: Plan) -> dict:
             on_evaluation=lambda entry: _append_line(history_path, entry),
         )
         save_weights(result.best_state, p.run_dir / "method.safetensors")
+        submission = _submit(p, fmt, model, result.best_state, features, trainer_cfg.eval_batch_size)
     except BaseException as error:
         record.update(status="failed", error=f"{type(error).__name__}: {error}", finished=_now())
         write_json_atomic(p.run_dir / "record.json", record)
@@ -138,11 +139,27 @@ def execute(p: Plan) -> dict:
             "main": {"split": p.task.main_split, "metric": p.task.main_metric, "value": main},
         },
         cost=result.cost,
+        submission=submission,
         env=environment(result.cost["device"]),
     )
     record["cost"]["torch_threads"] = torch.get_num_threads()
     write_json_atomic(p.run_dir / "record.json", record)
     return record
+
+
+def _submit(p: Plan, fmt, model, best_state: dict, features: dict, batch_size: int) -> str | None:
+    """With the best weights, the unlabelled test split's predictions in the task's submission
+    format, under ``<run>/submission/``; returns the file (None when the task or data has none)."""
+    import torch
+
+    rows = p.data.splits.get("test")
+    if p.task.submit is None or not rows or rows[0]["label"] is not None:
+        return None
+    model.load_state_dict(best_state, strict=False)
+    model.eval()
+    with torch.no_grad():
+        predictions = fmt.predict(model, features["test"], batch_size)
+    return str(p.task.submit(p.run_dir / "submission", rows, predictions))
 
 
 def build_model(model_cfg, task, seed: int, format_name: str, task_cfg: dict):

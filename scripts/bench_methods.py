@@ -21,8 +21,10 @@ from peftbench.config import available
 from peftbench.results.table import format_count, render_markdown
 
 FULL_FT = {"full"}  # full fine-tuning's trainer preset (weight decay 0.1; its rate is full.yaml's)
-# Paper defaults that do not fit MiniLM-L6 (hidden 384): the parallel adapter's r = 512 (He et al.).
-FITS_MINILM = {"parallel": ["method.bottleneck=96"]}
+# Paper defaults that do not fit MiniLM-L6 (hidden 384, 6 layers): the parallel adapter's r = 512 (He et
+# al.) exceeds the width; prompt tuning's 100 tokens (Lester et al., for T5 up to XXL) make every sequence
+# ~4x longer, and on this model 20 tokens train better (66.4% against 51.6% after one epoch).
+FITS_MINILM = {"parallel": ["method.bottleneck=96"], "prompt": ["method.length=20"]}
 
 
 def main() -> None:

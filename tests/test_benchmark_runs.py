@@ -70,3 +70,24 @@ def test_e2e_runs_and_scores_the_five_metrics(tmp_path, model):
                   "data.max_eval_samples=20")  # fmt: skip
     assert record["status"] == "complete" and record["format"] == "generation"
     assert tuple(record["metrics"]["best"]["validation"]) == ("bleu", "nist", "meteor", "rouge_l", "cider")
+
+
+def test_raft_run_writes_the_leaderboard_submission(tmp_path):
+    """A run with RAFT's unlabelled test rows leaves data/<task>/predictions.csv (ID,Label) from the best weights."""
+    import csv
+    import gzip
+    import shutil
+
+    from peftbench.tasks.raft import EMBEDDED_ROOT
+
+    folder = tmp_path / "raft" / "overruling"
+    folder.mkdir(parents=True)
+    shutil.copy(EMBEDDED_ROOT / "overruling" / "task.json", folder)
+    (folder / "train.csv").write_bytes(gzip.decompress((EMBEDDED_ROOT / "overruling" / "train.csv.gz").read_bytes()))
+    (folder / "test_unlabeled.csv").write_text("Sentence,ID\nwe overrule smith.,50\nthe motion is denied.,51\n")
+    record = _run(tmp_path / "results", "tiny-bert", "raft_overruling", f"data.dir={tmp_path}")
+    with open(record["submission"], newline="") as handle:
+        rows = list(csv.reader(handle))
+    assert record["submission"].endswith("submission/overruling/predictions.csv")
+    assert rows[0] == ["ID", "Label"] and [r[0] for r in rows[1:]] == ["50", "51"]
+    assert {r[1] for r in rows[1:]} <= {"overruling", "not overruling"}

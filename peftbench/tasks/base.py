@@ -78,6 +78,9 @@ class Task:
     verbalizers: tuple[str, ...] = ()  # each label as words, for formats that score label text
     prompt: Callable[[dict], str] | None = None  # the row as one input text, for those formats
     folds: int = 0  # > 0: no labelled validation split; dev scores by K-fold CV on train (RAFT)
+    # submit(folder, rows, predictions) -> file: the unlabelled test split's predictions in the
+    # benchmark's submission format (RAFT's leaderboard CSV); every run with test rows writes it
+    submit: Callable | None = None
 
     @property
     def num_labels(self) -> int:

@@ -64,17 +64,18 @@ from __future__ import annotations
 import contextlib
 import csv
 import gzip
+import io
 import json
 import operator
 import os
 import re
-import tempfile
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Sequence
 
 from peftbench.errors import UserError
+from peftbench.results.record import write_text_atomic
 from peftbench.tasks.base import Task, TaskData, score_labels
 from peftbench.tasks.metrics import macro_f1
 
@@ -398,23 +399,19 @@ def write_submission(path: str | os.PathLike, task_name: str, ids: Sequence, pre
     if len({str(identifier) for identifier in ids}) != len(ids):
         raise ValueError(f"the ids of RAFT {spec.folder} predictions are not unique")
     labels = [_prediction_label(spec, prediction) for prediction in predictions]
-    folder = Path(path) / spec.folder
-    folder.mkdir(parents=True, exist_ok=True)
-    target = folder / SUBMISSION_FILE
-    handle_number, temporary = tempfile.mkstemp(dir=folder, prefix=f".{SUBMISSION_FILE}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle_number, "w", encoding="utf-8", newline="") as handle:
-            writer = csv.writer(handle, lineterminator="\n")
-            writer.writerow(["ID", "Label"])
-            writer.writerows(zip(ids, labels))
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, target)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temporary)
-        raise
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(["ID", "Label"])
+    writer.writerows(zip(ids, labels))
+    target = Path(path) / spec.folder / SUBMISSION_FILE
+    target.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(target, text.getvalue())
     return target
+
+
+def submit(task_name: str, folder: Path, rows: Sequence[dict], predictions: Sequence) -> Path:
+    """A run's test predictions (``Task.submit``): the submission file under ``folder``."""
+    return write_submission(folder, task_name, [row["id"] for row in rows], predictions)
 
 
 def _prediction_label(spec: RaftSpec, prediction) -> str:
@@ -448,6 +445,7 @@ def _task(spec: RaftSpec) -> Task:
         verbalizers=spec.verbalizers,
         prompt=partial(raft_prompt, spec.instruction),
         folds=CROSS_VALIDATION_FOLDS,
+        submit=partial(submit, spec.task_name),
     )
 
 
