@@ -193,17 +193,47 @@ def test_houlsby_adapter_sits_before_the_residual_add(model_name):
     torch.testing.assert_close(seen["ffn_o"][1], seen["ffn_h"][1] + seen["ffn_a"][1])
 
 
-def test_pfeiffer_adapts_only_the_ffn_output():
-    model, _ = tiny_classifier("tiny-roberta")
-    apply_method(model, PFEIFFER, "tiny-roberta")
-    anatomy = _anatomy("tiny-roberta")
-    for path, _ in locate(model, anatomy, "ffn.out"):
-        assert isinstance(model.get_submodule(path), SequentialAdapter)
-    for path, _ in locate(model, anatomy, "attn.o"):
-        assert not isinstance(model.get_submodule(path), SequentialAdapter)
-    for role in ("ln.attn", "ln.ffn"):
-        for path, _ in locate(model, anatomy, role):
-            assert not any(p.requires_grad for p in model.get_submodule(path).parameters())
+@pytest.mark.parametrize("model_name", MODELS)
+def test_pfeiffer_wiring_is_adapterhubs(model_name):
+    """AdapterHub's Pfeiffer (original_ln_before/after, residual_before_ln), with s = x + FFN(x):
+    a post-LN block outputs LN(s + A(LN(s))), a pre-LN block s + A(s); A computed here from its
+    weights, s and LN taken from the plain model's first block."""
+    model, tokenizer = tiny_classifier(model_name)
+    plain = copy.deepcopy(model)
+    apply_method(model, PFEIFFER, model_name)
+    _nonzero_up(model)
+    anatomy = _anatomy(model_name)
+    first = blocks(model, anatomy)[0]
+    seen = {}
+    hooks = [_record(model.get_submodule(first), seen, "block"), _record(plain.get_submodule(first), seen, "plain")]
+    norm = plain.get_submodule(locate(plain, anatomy, "ln.ffn")[0][0])
+    hooks.append(_record_input(norm, seen, "s"))
+    inputs = batch(tokenizer)
+    with torch.no_grad():
+        model(**inputs)
+        plain(**inputs)
+    for hook in hooks:
+        hook.remove()
+    adapter = next(m for m in model.modules() if isinstance(m, Bottleneck))
+
+    def a(h):
+        return torch.relu(h @ adapter.down.weight.T + adapter.down.bias) @ adapter.up.weight.T + adapter.up.bias
+
+    def hidden(output):
+        return output if isinstance(output, torch.Tensor) else output[0]
+
+    got = hidden(seen["block"][1])
+    if anatomy.pre_norm:
+        s = hidden(seen["plain"][1])
+        expected = s + a(s)
+    else:
+        s = seen["s"]
+        with torch.no_grad():
+            expected = norm(s + a(norm(s)))
+    assert (got - hidden(seen["plain"][1])).abs().max() > 1e-3  # the adapter does something
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+    trained = [n for n, p in model.named_parameters() if p.requires_grad and n not in head_parameter_names(model)]
+    assert trained and all(f".{ADAPTER}." in n for n in trained)  # no layer norm trains
 
 
 @pytest.mark.parametrize("model_name", ["tiny-bert", "tiny-llama", "tiny-t5"])

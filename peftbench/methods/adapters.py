@@ -19,15 +19,17 @@ variants differ in where A sits, what feeds it, what else trains and how it star
     (the authors' code applies it after); in evaluation the two are the same function.
 
 ``pfeiffer`` — the adapter of AdapterFusion (Pfeiffer et al., EACL 2021, arXiv 2005.00247, §2.2 and
-    App. A; AdapterHub's ``PfeifferConfig``): one adapter per block, after the FFN only
-    (``ffn.out``), nothing else trained — AdapterHub's Pfeiffer config adds no layer norm and
+    App. A; AdapterHub's ``PfeifferConfig`` / ``SeqBnConfig``): one adapter per block, after the
+    FFN only, nothing else trained — AdapterHub's Pfeiffer config adds no layer norm and
     ``train_adapter`` freezes the model's. f = ReLU, m = d / 16 (``reduction_factor=16``),
     weights N(0, 0.02) and zero biases (AdapterHub's ``init_weights="bert"``). The LoRA paper's
     Adpt^P counts (Table 2) are 2md + d + m per layer with no layer norm, which this reproduces.
-    Placement note: AdapterHub also routes the adapter through the block's frozen layer norm
-    (post-LN: LN(s + A(LN(s))) with s the FFN sum); we place it, as Houlsby's FFN adapter,
-    on the FFN output before the residual add — the same function class and count, but not
-    that exact wiring (which needs to know whether a block is pre- or post-LN).
+    Wiring, as AdapterHub's ``bottleneck_layer_forward`` with ``original_ln_before``,
+    ``original_ln_after`` and ``residual_before_ln``: with s = x + FFN(x) the FFN's residual sum,
+    the block's output is ``LN(s + A(LN(s)))`` in a post-LN block (BERT, RoBERTa, MPNet, DeBERTa:
+    the adapter reads the normed sum and the block's frozen ``ln.ffn`` runs on both sides of it),
+    and ``s + A(s)`` in a pre-LN block (GPT-2, Llama, T5: no norm after the sum, so the adapter
+    sits on the block's output).
 
 ``parallel`` — He et al., ICLR 2022 (arXiv 2110.04366), Eq. 6 and Fig. 1(c): the adapter runs
     *beside* the FFN, reading the FFN's input x and adding its scaled output to the FFN's
@@ -204,6 +206,18 @@ class SequentialAdapter(WrappedProjection):
         return h + getattr(self, ADAPTER)(h)
 
 
+class PostNormAdapter(nn.Module):
+    """``LN(s + A(LN(s)))`` in place of a post-LN block's ``LN(s)``: Pfeiffer's wiring (AdapterHub)."""
+
+    def __init__(self, norm: nn.Module, adapter: Bottleneck):
+        super().__init__()
+        self.base = norm
+        setattr(self, ADAPTER, adapter)
+
+    def forward(self, s: torch.Tensor) -> torch.Tensor:
+        return self.base(s + getattr(self, ADAPTER)(self.base(s)))
+
+
 class ParallelAdapter(WrappedProjection):
     """``FFN(x) + s · A(x)``: wraps the FFN output projection; x comes from a pre-hook on the FFN input."""
 
@@ -264,6 +278,8 @@ class _Adapters(Method):
         if self.config.train_layer_norms:
             for path in self._layer_norms(model, anatomy):
                 for name, param in model.get_submodule(path).named_parameters():
+                    if f"{ADAPTER}." in name:  # a norm wrapped by its adapter (post-LN pfeiffer)
+                        continue
                     param.requires_grad_(True)
                     self._norm_names.append(f"{path}.{name}")
         for name, param in model.named_parameters():
@@ -315,8 +331,15 @@ class Houlsby(_Adapters):
 class Pfeiffer(_Adapters):
     name = "pfeiffer"
     Config = PfeifferConfig
-    sites = ("ffn.out",)
-    needs = ("ffn.out",)
+    needs = ("ffn.out", "ln.ffn")
+
+    def _adapt(self, model, anatomy) -> None:
+        if anatomy.pre_norm:
+            _adapt_block_outputs(self, model, anatomy, layer_norm=False)
+            return
+        for _, path in self._kept(model, anatomy, "ln.ffn"):
+            norm = model.get_submodule(path)
+            replace_module(model, path, PostNormAdapter(norm, self._bottleneck(model, anatomy, norm)))
 
 
 @register
@@ -341,8 +364,13 @@ class Lin(_Adapters):
     needs = ("ffn.out",)
 
     def _adapt(self, model, anatomy) -> None:
-        for block in self._kept_blocks(model, anatomy):
-            module = model.get_submodule(block)
-            adapter = self._bottleneck(model, anatomy, module, layer_norm=True)
-            setattr(module, ADAPTER, adapter)
-            module.register_forward_hook(adapter.on_block_output)
+        _adapt_block_outputs(self, model, anatomy, layer_norm=True)
+
+
+def _adapt_block_outputs(method: _Adapters, model, anatomy, layer_norm: bool) -> None:
+    """An adapter with its skip, ``H + A(H)``, on the output H of every kept block."""
+    for block in method._kept_blocks(model, anatomy):
+        module = model.get_submodule(block)
+        adapter = method._bottleneck(model, anatomy, module, layer_norm=layer_norm)
+        setattr(module, ADAPTER, adapter)
+        module.register_forward_hook(adapter.on_block_output)

@@ -48,6 +48,7 @@ class Anatomy:
     hidden_size_key: str = "hidden_size"
     layers_key: str = "num_hidden_layers"
     has_bias: bool = True
+    pre_norm: bool = False  # norms before each sublayer (GPT-2, Llama, T5); else after the residual add (BERT)
     notes: str = field(default="", compare=False)
 
     def roles(self) -> set[str]:
@@ -124,6 +125,7 @@ ANATOMIES: dict[str, Anatomy] = {
         "wte",
         hidden_size_key="n_embd",
         layers_key="n_layer",
+        pre_norm=True,
         notes="pre-LN: ln.attn / ln.ffn come before their sublayer",
     ),
     "llama": Anatomy(
@@ -146,6 +148,7 @@ ANATOMIES: dict[str, Anatomy] = {
         ),
         "embed_tokens",
         has_bias=False,
+        pre_norm=True,
         notes="pre-RMSNorm, no bias terms",
     ),
     "t5": Anatomy(
@@ -177,6 +180,7 @@ ANATOMIES: dict[str, Anatomy] = {
         hidden_size_key="d_model",
         layers_key="num_layers",
         has_bias=False,
+        pre_norm=True,
         notes="pre-RMSNorm, no bias terms; T5 v1.0 (wi/wo), not the gated v1.1",
     ),
 }
