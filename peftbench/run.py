@@ -90,9 +90,6 @@ def execute(p: Plan) -> dict:
 
     trainer_cfg = _namespace(p.config["trainer"])
     model, tokenizer, fmt = build_model(p.model_cfg, p.task, p.config["seed"], p.format, p.config["task"])
-    head = attach(p.method, model, p.anatomy, tokenizer, train_head=fmt.trains_head)
-    params = parameter_counts(model, p.method, head)
-
     features = {split: fmt.encode(rows) for split, rows in p.data.splits.items()}
     loader = fmt.train_loader(features[p.task.train_split], trainer_cfg.batch_size, p.config["seed"])
 
@@ -109,20 +106,25 @@ def execute(p: Plan) -> dict:
     write_text_atomic(p.run_dir / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(p.config)))
     history_path = p.run_dir / "history.jsonl"
     history_path.unlink(missing_ok=True)
-    record = _record(p, params, status="running")
+    select = (p.task.main_split, p.task.main_metric)
+    record = _record(p, {}, status="running")
     write_json_atomic(p.run_dir / "record.json", record)
-    print(f"run {p.run_id}: {params['trainable']:,} trainable of {params['total']:,} parameters", file=sys.stderr)
     try:
+        search_s = _search(p, model, fmt, loader, evaluate, select, history_path)
+        head = attach(p.method, model, p.anatomy, tokenizer, train_head=fmt.trains_head)
+        record["params"] = params = parameter_counts(model, p.method, head)
+        write_json_atomic(p.run_dir / "record.json", record)
+        print(f"run {p.run_id}: {params['trainable']:,} trainable of {params['total']:,} parameters", file=sys.stderr)
         result = fit(
             model,
             loader,
             evaluate,
-            (p.task.main_split, p.task.main_metric),
+            select,
             trainer_cfg,
             loss=fmt.loss,
             on_evaluation=lambda entry: _append_line(history_path, entry),
         )
-        save_weights(result.best_state, p.run_dir / "method.safetensors")
+        save_weights({**result.best_state, **p.method.saved_buffers(model)}, p.run_dir / "method.safetensors")
         submission = _submit(p, fmt, model, result.best_state, features, trainer_cfg.eval_batch_size)
     except BaseException as error:
         record.update(status="failed", error=f"{type(error).__name__}: {error}", finished=_now())
@@ -143,8 +145,37 @@ def execute(p: Plan) -> dict:
         env=environment(result.cost["device"]),
     )
     record["cost"]["torch_threads"] = torch.get_num_threads()
+    if search_s is not None:  # the search phase is part of the method's cost
+        record["cost"].update(search_s=search_s, wall_s=round(record["cost"]["wall_s"] + search_s, 3))
     write_json_atomic(p.run_dir / "record.json", record)
     return record
+
+
+def _search(p: Plan, model, fmt, loader, evaluate, select, history_path: Path) -> float | None:
+    """A method that picks its parameters by training first (LT-SFT) does so here, with the run's
+    trainer at the rate it asks for; its evaluations go to the history marked ``phase: search``.
+    Returns the phase's wall seconds (None when the method does not search)."""
+    from peftbench.models.anatomy import head_parameter_names
+    from peftbench.train.loop import fit
+
+    if not p.method.searches:
+        return None
+    spent = []
+
+    def train(lr: float) -> None:
+        result = fit(
+            model,
+            loader,
+            evaluate,
+            select,
+            _namespace({**p.config["trainer"], "lr": lr}),
+            loss=fmt.loss,
+            on_evaluation=lambda entry: _append_line(history_path, {**entry, "phase": "search"}),
+        )
+        spent.append(result.cost["wall_s"])
+
+    p.method.search(model, head_parameter_names(model) if fmt.trains_head else [], train)
+    return sum(spent)
 
 
 def _submit(p: Plan, fmt, model, best_state: dict, features: dict, batch_size: int) -> str | None:

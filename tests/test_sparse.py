@@ -13,11 +13,14 @@ from safetensors.torch import save_file
 from peftbench.config import model_config
 from peftbench.counting import parameter_counts
 from peftbench.errors import UserError
+from peftbench.launch import compose
 from peftbench.methods import build_method
 from peftbench.methods.base import attach
 from peftbench.methods.sparse import backbone_tensors
 from peftbench.models.anatomy import anatomy_of, head_parameter_names
 from peftbench.models.load import skeleton_for_classification
+from peftbench.run import execute, plan
+from peftbench.train.weights import load_weights
 from tests.helpers import adamw_step, apply_method, assert_save_load_round_trip, assert_step_touches_only, batch
 from tests.helpers import fresh_adapted, tiny_classifier
 
@@ -73,7 +76,7 @@ def test_trains_exactly_k_numbers_on_a_k_entry_mask(node, model_name):
 
 
 def test_density_is_a_fraction_of_the_backbone():
-    reference, model, _, method = _adapted({"name": "sparse", "density": 0.01}, "tiny-bert")
+    reference, model, _, method = _adapted({**RANDOM, "k": None, "density": 0.01}, "tiny-bert")
     backbone = sum(p.numel() for _, p, _ in backbone_tensors(reference))
     counts = sum(m.numel() for m in method.masks(model).values())
     assert counts == round(0.01 * backbone)
@@ -185,7 +188,8 @@ def test_save_load_round_trip_gives_same_logits(model_name, tmp_path):
 
 
 def test_embeddings_and_layer_norms_can_be_left_out():
-    _, model, _, method = _adapted({"name": "sparse", "density": 0.2, "embeddings": False, "layer_norms": False}, "tiny-bert")
+    node = {**RANDOM, "k": None, "density": 0.2, "embeddings": False, "layer_norms": False}
+    _, model, _, method = _adapted(node, "tiny-bert")
     names = set(method.masks(model))
     assert names and not any("embeddings" in n or "LayerNorm" in n for n in names)
 
@@ -198,7 +202,8 @@ def test_embeddings_and_layer_norms_can_be_left_out():
         ({"name": "sparse", "density": 1.5, "k": None}, "density"),
         ({"name": "sparse", "density": None, "k": 0}, "method.k"),
         ({"name": "sparse", "k": 5, "mask_from": "movement"}, "mask_from"),
-        ({"name": "sparse", "k": 5, "mask_from": "change"}, "reference"),
+        ({"name": "sparse", "k": 5, "mask_from": "random", "reference": "/tmp"}, "only with method.mask_from=change"),
+        ({"name": "sparse", "k": 5, "search_lr": 0}, "search_lr"),
         ({"name": "sparse", "k": 5, "mask_from": "change", "reference": "/nonexistent/run"}, "does not exist"),
     ],
 )
@@ -221,3 +226,81 @@ def test_counts_from_the_config_alone(node):
     backbone = sum(p.numel() for n, p in model.named_parameters() if not n.startswith("classifier"))
     counts = parameter_counts(model, method, attach(method, model, anatomy_of("bert")))
     assert counts["trainable_method"] == (K if node.get("k") else round(0.005 * backbone))
+
+
+# --- LT-SFT in one run: search (phase 1–2), reset, sparse training (phase 3) ----------------------
+
+RUN = ["model=tiny-bert", "task=sst2", "data.source=embedded", "data.max_train_samples=32", "data.max_eval_samples=16",
+       "trainer.max_steps=4", "trainer.batch_size=8", "trainer.progress=false", "task.max_length=32", "seed=0"]  # fmt: skip
+
+
+def _run(results, *extra):
+    return execute(plan(compose([*RUN, f"results_dir={results}", *extra])))
+
+
+def test_search_trains_densely_then_puts_every_weight_back():
+    """Phase 1 trains every eligible weight and the head; afterwards the model is θ0 bit for bit and
+    |θ1 − θ0| is what the mask is chosen from."""
+    model, _ = tiny_classifier("tiny-bert")
+    theta0 = {n: t.clone() for n, t in model.state_dict().items()}
+    method = build_method({"name": "sparse", "k": 10, "density": None})
+    head = head_parameter_names(model)
+    seen = {}
+
+    def train(lr):
+        seen["lr"] = lr
+        seen["trainable"] = {n for n, p in model.named_parameters() if p.requires_grad}
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(0.5)
+            model.get_submodule("bert.encoder.layer.1.output.dense").weight.view(-1)[[3, 9]] += 2.0
+
+    assert method.searches
+    method.search(model, head, train)
+    assert seen["lr"] == 2e-5
+    assert seen["trainable"] == {n for n, _ in model.named_parameters()}  # backbone and head
+    assert all(torch.equal(t, theta0[n]) for n, t in model.state_dict().items())
+    assert not any(p.requires_grad for p in model.parameters())
+    attach(method, model, anatomy_of("bert"), train_head=True)
+    assert method.masks(model)["bert.encoder.layer.1.output.dense.weight"].tolist()[:2] == [3, 9]
+
+
+def test_change_mask_outside_a_run_needs_a_reference():
+    model, _ = tiny_classifier("tiny-bert")
+    with pytest.raises(UserError, match="searches its mask in the run"):
+        apply_method(model, {"name": "sparse", "k": 10, "density": None}, "tiny-bert")
+
+
+def test_lt_sft_run_masks_the_top_k_changes_of_the_equivalent_full_run(tmp_path):
+    """The search phase is a full fine-tuning run: the sparse run's mask is the top-k |θ1 − θ0| of a
+    ``method=full`` run with the same seed, data, steps and rate; the run saves the mask with its
+    values, and a later sparse run rebuilds the model from them (reference = the sparse run)."""
+    sparse = _run(tmp_path, "method=sparse", "method.k=200", "method.density=null")
+    full = _run(tmp_path, "method=full", "trainer.lr=2e-5")
+    assert sparse["status"] == full["status"] == "complete"
+    assert sparse["params"]["trainable_method"] == 200 and sparse["cost"]["search_s"] > 0
+    history = (tmp_path / sparse["run_id"] / "history.jsonl").read_text().splitlines()
+    assert '"phase": "search"' in history[0] and '"phase"' not in history[-1]
+
+    reference, _ = tiny_classifier("tiny-bert")
+    from safetensors.torch import load_file
+
+    theta1 = load_file(str(tmp_path / full["run_id"] / "method.safetensors"))
+    pretrained = {name: p.detach() for name, p, _ in backbone_tensors(reference)}
+    change = torch.cat([(theta1[n] - p).abs().reshape(-1) for n, p in pretrained.items()])
+    bounds = dict(zip(pretrained, torch.tensor([0, *[p.numel() for p in pretrained.values()]]).cumsum(0).tolist()))
+    saved = load_file(str(tmp_path / sparse["run_id"] / "method.safetensors"))
+    from peftbench.methods.sparse import _tensor_name
+
+    chosen = sorted(bounds[_tensor_name(k)] + i for k, v in saved.items() if k.endswith(".indices") for i in v.tolist())
+    assert chosen == sorted(change.topk(200).indices.tolist())
+
+    model, tokenizer = tiny_classifier("tiny-bert")
+    node = {"name": "sparse", "k": 200, "density": None, "reference": str(tmp_path / sparse["run_id"])}
+    method = apply_method(model, node, "tiny-bert")
+    load_weights(model, tmp_path / sparse["run_id"] / "method.safetensors")
+    values = {n: p for n, p in model.named_parameters() if n.endswith(".sparse_values")}
+    assert values and all(torch.equal(p, saved[n]) for n, p in values.items())
+    assert sum(m.numel() for m in method.masks(model).values()) == 200
+    with pytest.raises(UserError, match="sparse mask of 200 entries"):
+        apply_method(tiny_classifier("tiny-bert")[0], {**node, "k": 100}, "tiny-bert")

@@ -46,6 +46,20 @@ class Method:
     def __init__(self, config: MethodConfig):
         self.config = config
 
+    @property
+    def searches(self) -> bool:
+        """Whether the method picks its parameters by training first (``search``): LT-SFT's mask."""
+        return False
+
+    def search(self, model, head: list[str], train) -> None:
+        """Called by the run before ``attach`` when ``searches``: ``train(lr)`` runs the run's
+        trainer over whatever parameters this marks trainable (``head`` names the task head's)."""
+        raise NotImplementedError
+
+    def saved_buffers(self, model) -> dict:
+        """Buffers the run saves beside the trained weights (a searched sparse mask); by name."""
+        return {}
+
     def check_model(self, anatomy, arch_config) -> None:
         """Refuse a model this method is undefined for; called before weights load."""
         if anatomy.family not in self.families:

@@ -18,10 +18,14 @@ Transfer", §3). What differs between them is how μ is found:
 
 What this implementation does. The mask is chosen when the method is applied (``mask_from``):
 
-* ``change`` — LT-SFT exactly, as two runs of our single trainer: ``reference`` names a finished
-  ``method=full`` run (its folder or its ``method.safetensors``) of the same model and task,
-  which is phase (1); this run picks the top-k |θ1 − θ0| over the eligible parameters (phase 2)
-  and trains δ from θ0 (phase 3). In one run this needs a trainer hook (see the report / issue).
+* ``change`` (the default) — LT-SFT exactly, in one run of our single trainer: before the method
+  is applied, the run calls ``search``, which fine-tunes every eligible parameter and the head
+  (phase 1, the run's trainer schedule at ``search_lr``, full fine-tuning's rate; LT-SFT's code
+  uses one schedule for both phases), takes the k largest |θ1 − θ0| (phase 2, one global
+  threshold) and puts *every* weight, the head's too, back to θ0, as LT-SFT's code does; the run
+  then trains δ (phase 3). ``reference`` instead names a finished ``method=full`` run (its folder
+  or ``method.safetensors``) to serve as phase 1, or a finished sparse run whose saved mask is
+  reused as it is.
 * ``random`` — k positions uniformly at random (seeded): the LT-SFT code's random baseline.
 * ``magnitude`` — the k pretrained weights of largest |θ0|: a data-free baseline, in no paper.
 
@@ -29,14 +33,14 @@ What this implementation does. The mask is chosen when the method is applied (``
 every backbone parameter tensor (embeddings, matrices, biases, norms; not the head, which trains
 densely as with every method); ``embeddings: false`` / ``layer_norms: false`` leave those out
 (LT-SFT's ``freeze_embeddings`` / ``freeze_layer_norm`` switches). Not reproduced: the optional
-L1 penalty (the trainer has no method-loss hook) and LT-SFT's iterated variant.
+L1 penalty on θ − θ0 (0 by default in the LT-SFT release) and LT-SFT's iterated variant.
 
 Storage: for each tensor with masked entries, its flat ``indices`` (a buffer, sorted) and the
 trainable ``sparse_values`` φ (k in all), applied by a ``torch.nn.utils.parametrize``
 parametrisation W = W0 + scatter(indices, φ); W0 is never written, φ starts at 0 (the model starts
-at θ0). The mask itself is not saved with the trained values: it is rebuilt from the config
-(seed / pretrained weights / reference run), deterministically. ``merge`` writes W0[μ] += φ (and
-remembers the k original values); ``unmerge`` puts those values back, bit-exact.
+at θ0). The run saves the indices beside φ (``saved_buffers``), so a searched mask is kept with
+its values. ``merge`` writes W0[μ] += φ (and remembers the k original values); ``unmerge`` puts
+those values back, bit-exact.
 """
 
 from __future__ import annotations
@@ -60,8 +64,9 @@ MASK_SOURCES = ("change", "random", "magnitude")
 class SparseConfig(MethodConfig):
     density: Optional[float] = None  # fraction of the eligible backbone parameters
     k: Optional[int] = None  # or the number of them
-    mask_from: str = "random"  # change (LT-SFT, needs reference) | random | magnitude
-    reference: Optional[str] = None  # a finished method=full run (folder or method.safetensors)
+    mask_from: str = "change"  # change (LT-SFT) | random | magnitude
+    reference: Optional[str] = None  # instead of searching: a finished full run, or a sparse run's mask
+    search_lr: float = 2e-5  # LT-SFT phase 1 (dense fine-tuning): full fine-tuning's rate
     embeddings: bool = True  # embedding tables are eligible
     layer_norms: bool = True  # layer-norm weights and biases are eligible
     seed: int = 0  # the random mask
@@ -80,14 +85,15 @@ class SparseConfig(MethodConfig):
             self.mask_from in MASK_SOURCES,
             f"method.mask_from must be one of {', '.join(MASK_SOURCES)}, got '{self.mask_from}'",
         )
-        if self.mask_from == "change":
-            require(
-                bool(self.reference),
-                "method.mask_from=change (LT-SFT) needs method.reference: the folder of a finished "
-                "method=full run of the same model and task",
-            )
+        require(self.search_lr > 0, f"method.search_lr must be positive, got {self.search_lr}; e.g. 2e-5")
+        if self.reference:
+            require(self.mask_from == "change", "method.reference is read only with method.mask_from=change")
             path = _reference_file(self.reference)
-            require(path.is_file(), f"method.reference: {path} does not exist; point it at a finished full run")
+            require(
+                path.is_file(),
+                f"method.reference: {path} does not exist; point it at a finished full or sparse run, "
+                "or set method.reference=null to search the mask in this run",
+            )
 
 
 class SparseDelta(nn.Module):
@@ -129,6 +135,32 @@ class SparseFineTuning(Method):
     name = "sparse"
     Config = SparseConfig
     mergeable = True
+
+    _change: Optional[torch.Tensor] = None  # |θ1 − θ0| over the eligible parameters, from ``search``
+
+    @property
+    def searches(self) -> bool:
+        return self.config.mask_from == "change" and not self.config.reference
+
+    def search(self, model, head: list[str], train) -> None:
+        """LT-SFT phases 1–2: ``train(lr)`` fine-tunes every eligible parameter and the ``head``
+        densely; remember |θ1 − θ0|, then put every weight back to θ0."""
+        theta0 = {name: t.detach().clone() for name, t in model.state_dict().items()}
+        tensors = self._eligible(model)
+        parameters = dict(model.named_parameters())
+        model.requires_grad_(False)
+        for param in [p for _, p, _ in tensors] + [parameters[name] for name in head]:
+            param.requires_grad_(True)
+        train(self.config.search_lr)
+        with torch.no_grad():
+            self._change = torch.cat([(p.detach().float() - theta0[n].float().to(p.device)).abs().reshape(-1).cpu()
+                                      for n, p, _ in tensors])  # fmt: skip
+            model.load_state_dict(theta0)
+        model.requires_grad_(False)
+
+    def saved_buffers(self, model) -> dict[str, torch.Tensor]:
+        """The mask, saved with the values: each masked tensor's ``indices`` buffer."""
+        return {name: b for name, b in model.named_buffers() if name.endswith(".indices") and ".parametrizations." in name}
 
     def apply(self, model, anatomy) -> None:
         tensors = self._eligible(model)
@@ -179,6 +211,9 @@ class SparseFineTuning(Method):
         if any(p.is_meta for _, p, _ in tensors):  # counting from configs: only how many matters
             return [torch.empty(n, dtype=torch.long, device="meta") for n in _proportional(sizes, k)]
         source = self.config.mask_from
+        saved = self._saved_mask(tensors, k) if source == "change" and self._change is None else None
+        if saved is not None:
+            return saved
         if source == "random":
             generator = torch.Generator().manual_seed(self.config.seed)
             chosen = torch.randperm(sum(sizes), generator=generator)[:k]
@@ -197,6 +232,13 @@ class SparseFineTuning(Method):
         """One flat score per eligible parameter: |θ0| (magnitude) or |θ1 − θ0| (change)."""
         if self.config.mask_from == "magnitude":
             return torch.cat([p.detach().float().abs().reshape(-1).cpu() for _, p, _ in tensors])
+        if self._change is not None:
+            return self._change
+        if not self.config.reference:
+            raise UserError(
+                "method.mask_from=change searches its mask in the run (peftbench run); to apply it "
+                "elsewhere, set method.reference to a finished full or sparse run"
+            )
         from safetensors.torch import load_file
 
         path = _reference_file(self.config.reference)
@@ -214,6 +256,30 @@ class SparseFineTuning(Method):
                 raise UserError(f"method.reference {path}: {name} has shape {tuple(theta1.shape)}, not {tuple(p.shape)}")
             scores.append((theta1.float() - p.detach().float().cpu()).abs().reshape(-1))
         return torch.cat(scores)
+
+    def _saved_mask(self, tensors, k: int) -> Optional[list[torch.Tensor]]:
+        """The mask a finished sparse run saved (``reference``), per eligible tensor; None if the
+        reference is not a sparse run."""
+        if not self.config.reference:
+            return None
+        from safetensors import safe_open
+
+        path = _reference_file(self.config.reference)
+        with safe_open(str(path), "pt") as handle:
+            saved = {
+                _tensor_name(key): handle.get_tensor(key)
+                for key in handle.keys()
+                if key.endswith(".indices") and ".parametrizations." in key
+            }
+        if not saved:
+            return None
+        total = sum(t.numel() for t in saved.values())
+        if total != k or not set(saved) <= {name for name, _, _ in tensors}:
+            raise UserError(
+                f"method.reference {path} holds a sparse mask of {total:,} entries over other tensors than this "
+                f"run's k={k:,}; use the same method.k / density, embeddings and layer_norms as that run"
+            )
+        return [saved.get(name, torch.empty(0, dtype=torch.long)) for name, _, _ in tensors]
 
     def _deltas(self, model) -> list[tuple[nn.Module, str, SparseDelta]]:
         found, seen = [], set()
@@ -254,6 +320,12 @@ def _proportional(sizes: list[int], k: int) -> list[int]:
     for i in order[: k - sum(counts)]:
         counts[i] += 1
     return counts
+
+
+def _tensor_name(buffer: str) -> str:
+    """``a.b.parametrizations.weight.0.indices`` → ``a.b.weight``: the tensor a saved mask belongs to."""
+    module, _, rest = buffer.partition(".parametrizations.")
+    return f"{module}.{rest.split('.')[0]}"
 
 
 def _reference_file(reference: str) -> Path:

@@ -24,11 +24,12 @@ def save_weights(state: dict, path: Path) -> None:
 
 
 def load_weights(model, path: Path) -> None:
-    """Load saved trainable weights into ``model``; every saved tensor must find its parameter."""
+    """Load saved trainable weights (and saved buffers) into ``model``; every saved tensor must find
+    its parameter or buffer."""
     from safetensors.torch import load_file
 
     state = load_file(str(path))
-    missing = sorted(set(state) - {name for name, _ in model.named_parameters()})
+    missing = sorted(set(state) - {name for name, _ in [*model.named_parameters(), *model.named_buffers()]})
     if missing:
         raise ValueError(f"{path}: weights for parameters the model lacks: {missing[:3]}")
     model.load_state_dict(state, strict=False)
