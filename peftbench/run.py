@@ -67,6 +67,11 @@ def plan(cfg) -> Plan:
     arch_config = architecture_config(model_cfg)
     method.check_model(anatomy, arch_config)
     fmt = format_name(task, model_cfg.family, config["task"]["format"])
+    if fmt == "generation" and not method.generates:
+        raise UserError(
+            f"method '{method.name}' cannot decode text yet (its soft prompt is not carried through "
+            f"generate's KV cache), so it cannot run task {task.name}; use method=prefix or method=lora"
+        )
     data = _load_data(config["data"], task)
     results_dir = Path(config["results_dir"])
     _check_writable(results_dir)

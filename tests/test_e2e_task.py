@@ -55,3 +55,15 @@ def test_release_folder_and_refusals(tmp_path):
         E2E.load("dir", str(tmp_path))
     with pytest.raises(UserError, match="no E2E devset.csv"):
         E2E.load("dir", str(tmp_path / "nowhere"))
+
+
+@pytest.mark.parametrize("method", ["prompt", "ptuning"])
+def test_soft_prompt_methods_are_refused_for_generation_before_loading(tmp_path, method):
+    """Their hooks would see generate's cached steps as fresh inputs: refused at plan time."""
+    from peftbench.launch import compose
+    from peftbench.run import plan
+
+    cfg = compose(["model=tiny-gpt2", "task=e2e", f"method={method}", f"results_dir={tmp_path}"])
+    with pytest.raises(UserError, match=f"method '{method}' cannot decode text yet"):
+        plan(cfg)
+    assert not any(tmp_path.iterdir())

@@ -41,6 +41,7 @@ class Method:
     mergeable: ClassVar[bool] = False
     in_peft: ClassVar[bool] = False  # HF peft has this method: ``to_peft`` maps it (export)
     export_limitation: ClassVar[str | None] = None  # where peft's twin departs from the run, if anywhere
+    generates: ClassVar[bool] = True  # works with the generation format (decoding through the KV cache)
     tokenizer = None  # the run's tokenizer, set by ``attach`` (prompt tuning's class-label init reads it)
 
     def __init__(self, config: MethodConfig):

@@ -86,6 +86,7 @@ def initial_prompt(config: PromptConfig, embeddings: torch.nn.Embedding, tokeniz
 @register
 class PromptTuning(Method):
     name = "prompt"
+    generates = False  # the prompt hooks see one forward pass, not generate's cached steps
     Config = PromptConfig
     in_peft = True
     export_limitation = soft_prompt.EXPORT_LIMITATION

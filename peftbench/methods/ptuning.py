@@ -87,6 +87,7 @@ class PromptEncoder(soft_prompt.SoftPrompt):
 @register
 class PTuning(Method):
     name = "ptuning"
+    generates = False  # the prompt hooks see one forward pass, not generate's cached steps
     Config = PTuningConfig
     in_peft = True
     export_limitation = soft_prompt.EXPORT_LIMITATION
