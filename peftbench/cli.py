@@ -12,7 +12,7 @@ import sys
 
 from peftbench.errors import UserError
 
-LISTABLE = ("methods", "tasks", "models", "tables", "experiments", "trainers")
+LISTABLE = ("methods", "tasks", "models", "tables", "experiments", "trainers", "runs")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,6 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     listing = commands.add_parser("list", help="what can be named: " + ", ".join(LISTABLE))
     listing.add_argument("what", choices=LISTABLE)
+    listing.add_argument("--results", default="results", help="runs: the results folder (default: results)")
     params = commands.add_parser(
         "params",
         help="trainable / total parameters of model × method from configs alone (no weights)",
@@ -50,6 +51,10 @@ def build_parser() -> argparse.ArgumentParser:
     table.add_argument("--format", default="md", choices=("md", "csv"), help="output format")
     table.add_argument("--out", help="write to this file instead of stdout")
     table.add_argument("--model", help="show the table's rows for another model (e.g. minilm-l6)")
+    doctor = commands.add_parser("doctor", help="incomplete, stale and corrupt runs in a results folder")
+    doctor.add_argument("--results", default="results", help="the results folder (default: results)")
+    doctor.add_argument("--fix", action="store_true", help="cure what can be cured (never touches complete runs)")
+    doctor.add_argument("--deep", action="store_true", help="also verify every checkpoint's checksum")
     return parser
 
 
@@ -65,7 +70,10 @@ def main(argv: list[str] | None = None) -> None:
         if args.command is None:
             build_parser().print_help()
             return
-        commands = {"list": cmd_list, "table": cmd_table, "params": cmd_params, "export": cmd_export, "score": cmd_score}
+        commands = {
+            "list": cmd_list, "table": cmd_table, "params": cmd_params, "export": cmd_export, "score": cmd_score,
+            "doctor": cmd_doctor,
+        }  # fmt: skip
         commands[args.command](args)
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
@@ -75,9 +83,35 @@ def main(argv: list[str] | None = None) -> None:
 def cmd_list(args) -> None:
     from peftbench.catalog import describe
 
+    if args.what == "runs":
+        return list_runs(args.results)
     group = args.what.rstrip("s")
     for name, summary in describe(group):
         print(f"{name:<24} {summary}")
+
+
+def list_runs(results: str) -> None:
+    """One line per readable run: status, main metric, run id (damaged records and checkpoints warned)."""
+    from pathlib import Path
+
+    from peftbench.results.record import iter_records
+
+    for record in iter_records(Path(results)):
+        main = (record.get("metrics") or {}).get("main")
+        score = f"{main['metric']}={main['value']:.4f}" if main else ""
+        print(f"{record['status']:<9} {score:<22} {record['run_id']}")
+
+
+def cmd_doctor(args) -> None:
+    from pathlib import Path
+
+    from peftbench.results.doctor import report
+
+    results = Path(args.results)
+    if not results.is_dir():
+        raise UserError(f"results folder {results} does not exist; pass --results DIR")
+    if report(results, fix=args.fix, deep=args.deep):
+        sys.exit(1)
 
 
 def cmd_params(args) -> None:

@@ -71,6 +71,8 @@ class TrainerConfig:
     eval_every_steps: Optional[int] = None  # evaluate every N steps as well as at each epoch end
     log_every: int = 20
     progress: bool = True
+    checkpoint_every_steps: Optional[int] = 500  # also after every evaluation; for resume (None: evaluations only)
+    keep_checkpoints: int = 1  # the newest kept while training, besides the best one (kept to the end)
 
 
 @dataclass
@@ -89,7 +91,7 @@ class Config:
 
 # Fields that do not change a run's result, left out of its id.
 NOT_RESULT_CHANGING = {
-    "trainer": {"eval_batch_size", "log_every", "progress", "device"},
+    "trainer": {"eval_batch_size", "log_every", "progress", "device", "checkpoint_every_steps", "keep_checkpoints"},
     "data": {"dir"},
     "model": {"path", "package", "package_subdir", "hub_id", "trust_remote_code"},
     "results_dir": None,

@@ -4,6 +4,10 @@ Hydra composes ``conf/`` into one config per job and, with ``-m``, runs a sweep 
 launcher (basic, joblib, submitit). Before any of that, every job the command line describes is
 composed and planned here (``peftbench.run.plan``): an unknown name, a wrong type or an
 impossible value in any job of a sweep exits with status 2 and one line, and nothing runs.
+
+Each job holds its run's lock (``peftbench.results.lock``) while it trains: a second process on
+the same run says who holds it and moves on (exit status 3 for a single run), or waits for it
+with ``--wait`` and then finds the run complete.
 """
 
 from __future__ import annotations
@@ -14,12 +18,16 @@ from peftbench.config import CONF_DIR, GROUPS, available, register_configs
 from peftbench.errors import UserError
 
 MULTIRUN_FLAGS = {"-m", "--multirun"}
+WAIT_FLAG = "--wait"
+BUSY_STATUS = 3
 
 
 def launch(argv: list[str]) -> None:
     import hydra
 
     register_configs()
+    wait = WAIT_FLAG in argv
+    argv = [a for a in argv if a != WAIT_FLAG]
     overrides = [a for a in argv if not a.startswith("-")]
     if not any(a in {"-h", "--help", "--hydra-help", "-c", "--cfg", "--info"} for a in argv):
         for job in jobs(overrides):
@@ -27,11 +35,17 @@ def launch(argv: list[str]) -> None:
 
     @hydra.main(config_path=str(CONF_DIR), config_name="config", version_base=None)
     def run_job(cfg) -> None:
+        from peftbench.results.lock import RunBusy
+
         try:
-            _run_job(cfg)
+            _run_job(cfg, wait)
         except UserError as error:
             print(f"error: {error}", file=sys.stderr)
             sys.exit(2)
+        except RunBusy as busy:
+            print(f"busy: {busy}", file=sys.stderr)
+            if not any(a in MULTIRUN_FLAGS for a in argv):
+                sys.exit(BUSY_STATUS)
 
     sys.argv = ["peftbench run", *argv]
     run_job()
@@ -86,18 +100,20 @@ def plan_job(job: list[str]):
     return plan(compose(job))
 
 
-def _run_job(cfg) -> None:
+def _run_job(cfg, wait: bool) -> None:
+    from peftbench.results.lock import run_lock
     from peftbench.results.record import is_complete, read_record
     from peftbench.run import execute, plan
     from peftbench.summary import print_summary
 
     p = plan(cfg)
-    if is_complete(p.run_dir):
-        print(f"skipped {p.run_id}: already complete in {p.run_dir}", file=sys.stderr)
-        record = read_record(p.run_dir)
-    else:
-        record = execute(p)
-    print_summary(record, p.run_dir)
+    if not is_complete(p.run_dir):
+        with run_lock(p.run_dir, wait):
+            if not is_complete(p.run_dir):  # it may have been completed while we waited
+                print_summary(execute(p), p.run_dir)
+                return
+    print(f"skipped {p.run_id}: already complete in {p.run_dir}", file=sys.stderr)
+    print_summary(read_record(p.run_dir), p.run_dir)
 
 
 def _describe_composition_error(error) -> str:

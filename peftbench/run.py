@@ -3,19 +3,23 @@
 ``plan`` does every check that needs no model weights (names, types, values, model/method fit,
 data files, results folder) and writes nothing, so bad input fails in a second with exit 2.
 ``execute`` then loads, trains and writes the record atomically; a run whose record is complete
-is skipped (the run id is a hash of the result-changing config, DESIGN §3).
+is skipped (the run id is a hash of the result-changing config, DESIGN §3), and one that was
+interrupted continues from its last checkpoint (``<run>/checkpoints/``; the best one is kept when
+the run completes).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import os
+import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from peftbench.config import identity
 from peftbench.errors import UserError
+from peftbench.results.history import append_evaluation
 
 
 @dataclass
@@ -90,6 +94,7 @@ def execute(p: Plan) -> dict:
     from peftbench.environment import environment
     from peftbench.methods.base import attach
     from peftbench.results.record import write_json_atomic, write_text_atomic
+    from peftbench.train.checkpoint import Checkpoints
     from peftbench.train.loop import fit
     from peftbench.train.weights import save_weights
 
@@ -110,10 +115,13 @@ def execute(p: Plan) -> dict:
 
     write_text_atomic(p.run_dir / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(p.config)))
     history_path = p.run_dir / "history.jsonl"
-    history_path.unlink(missing_ok=True)
+    checkpoint_root = p.run_dir / "checkpoints"
+    if not checkpoint_root.is_dir():  # a fresh start: an older history is from a run that left no checkpoint
+        history_path.unlink(missing_ok=True)
     select = (p.task.main_split, p.task.main_metric)
     record = _record(p, {}, status="running")
     write_json_atomic(p.run_dir / "record.json", record)
+    train_checkpoints = Checkpoints(checkpoint_root / "train", keep=trainer_cfg.keep_checkpoints)
     try:
         search_s = _search(p, model, fmt, loader, evaluate, select, history_path)
         head = attach(p.method, model, p.anatomy, tokenizer, train_head=fmt.trains_head)
@@ -127,13 +135,18 @@ def execute(p: Plan) -> dict:
             select,
             trainer_cfg,
             loss=fmt.loss,
-            on_evaluation=lambda entry: _append_line(history_path, entry),
+            on_evaluation=lambda entry: append_evaluation(history_path, {**entry, "phase": "train"}),
+            checkpoints=train_checkpoints,
         )
         save_weights({**result.best_state, **p.method.saved_buffers(model)}, p.run_dir / "method.safetensors")
         submission = _submit(p, fmt, model, result.best_state, features, trainer_cfg.eval_batch_size)
     except BaseException as error:
-        record.update(status="failed", error=f"{type(error).__name__}: {error}", finished=_now())
-        write_json_atomic(p.run_dir / "record.json", record)
+        reason = str(error) if isinstance(error, UserError) else f"{type(error).__name__}: {error}"
+        record.update(status="failed", error=reason, finished=_now())
+        try:
+            write_json_atomic(p.run_dir / "record.json", record)
+        except (OSError, UserError):  # e.g. the disk is still full: the "running" record stays whole
+            pass
         raise
     main = result.best[p.task.main_split][p.task.main_metric]
     record.update(
@@ -153,6 +166,8 @@ def execute(p: Plan) -> dict:
     if search_s is not None:  # the search phase is part of the method's cost
         record["cost"].update(search_s=search_s, wall_s=round(record["cost"]["wall_s"] + search_s, 3))
     write_json_atomic(p.run_dir / "record.json", record)
+    train_checkpoints.prune(best=result.best_step, keep=0)
+    shutil.rmtree(checkpoint_root / "search", ignore_errors=True)  # its outcome, the mask, is in the weights
     return record
 
 
@@ -161,6 +176,7 @@ def _search(p: Plan, model, fmt, loader, evaluate, select, history_path: Path) -
     trainer at the rate it asks for; its evaluations go to the history marked ``phase: search``.
     Returns the phase's wall seconds (None when the method does not search)."""
     from peftbench.models.anatomy import head_parameter_names
+    from peftbench.train.checkpoint import Checkpoints
     from peftbench.train.loop import fit
 
     if not p.method.searches:
@@ -175,7 +191,8 @@ def _search(p: Plan, model, fmt, loader, evaluate, select, history_path: Path) -
             select,
             _namespace({**p.config["trainer"], "lr": lr}),
             loss=fmt.loss,
-            on_evaluation=lambda entry: _append_line(history_path, {**entry, "phase": "search"}),
+            on_evaluation=lambda entry: append_evaluation(history_path, {**entry, "phase": "search"}),
+            checkpoints=Checkpoints(p.run_dir / "checkpoints" / "search", keep=p.config["trainer"]["keep_checkpoints"]),
         )
         spent.append(result.cost["wall_s"])
 
@@ -256,7 +273,7 @@ def _load_data(data_cfg: dict, task):
     for split, limit in limits.items():
         if limit is not None:
             if limit < 1:
-                raise UserError(f"data sample limits must be ≥ 1, got {limit}")
+                raise UserError(f"data sample limits must be ≥ 1, got {limit}; drop the limit or set a positive one")
             if limit < len(data.splits[split]):
                 data.splits[split] = data.splits[split][:limit]
                 data.sample = True
@@ -293,20 +310,22 @@ def _check_trainer(trainer: dict, task: dict) -> None:
 
 
 def _check_writable(results_dir: Path) -> None:
-    probe = results_dir
+    """The nearest existing folder on the way to ``results_dir`` must take a file (tried with a
+    temporary one, removed at once: permission bits say nothing for root or read-only mounts)."""
+    import tempfile
+
+    probe = results_dir.absolute()
     while not probe.exists():
         probe = probe.parent
-    if not os.access(probe, os.W_OK):
-        raise UserError(f"results folder {results_dir} is not writable; pass results_dir=DIR")
-
-
-def _append_line(path: Path, entry: dict) -> None:
-    import json
-
-    with open(path, "a") as handle:
-        handle.write(json.dumps(entry) + "\n")
-        handle.flush()
-        os.fsync(handle.fileno())
+    try:
+        if not probe.is_dir():
+            raise NotADirectoryError(f"{probe} is a file")
+        with tempfile.TemporaryFile(dir=probe):
+            pass
+    except OSError as error:
+        raise UserError(
+            f"results folder {results_dir} is not writable ({error.strerror or error}); pass results_dir=DIR"
+        ) from None
 
 
 def _namespace(values: dict):

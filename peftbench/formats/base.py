@@ -54,6 +54,7 @@ class Format:
             features,
             batch_sampler=EpochBatches(lengths, batch_size, seed),
             collate_fn=lambda batch: self.collate(batch, training=True),
+            generator=torch.Generator().manual_seed(seed),  # its per-epoch draw must not touch the global RNG
         )
 
     def predict(self, model, features: list[dict], batch_size: int) -> list:

@@ -33,7 +33,10 @@ class GenerationFormat(Format):
         if task.kind != "generation":
             raise UserError(f"task {task.name} has labels to pick, not text to write; leave task.format unset")
         if family == "encoder":
-            raise UserError(f"task {task.name} generates text: it needs a decoder or encoder_decoder model")
+            raise UserError(
+                f"task {task.name} generates text: it needs a decoder or encoder_decoder model; "
+                "pick one (e.g. model=smollm2-135m or model=t5-base)"
+            )
 
     def load_model(self, model_cfg):
         from peftbench.models.load import load_language_model

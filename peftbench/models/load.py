@@ -22,6 +22,7 @@ import tempfile
 from pathlib import Path
 
 from peftbench.errors import UserError
+from peftbench.integrity import safetensors_problem
 
 
 def weights_folder(model_cfg) -> Path | None:
@@ -145,11 +146,16 @@ def check_weights(model_cfg) -> None:
         return _require_gguf(gguf)
     if not (folder / "config.json").is_file():
         raise UserError(f"model folder {folder} has no config.json; point model.path at a saved model")
-    if not any(folder.glob("*.safetensors")):
+    weights = sorted(folder.glob("*.safetensors"))
+    if not weights:
         raise UserError(
             f"model folder {folder} has no *.safetensors weights (only safetensors are loaded); "
             "save the model with save_pretrained(safe_serialization=True)"
         )
+    for path in weights:
+        problem = safetensors_problem(path)
+        if problem:
+            raise UserError(f"{path} is not a valid safetensors file ({problem}); download or save the weights again")
 
 
 def architecture_config(model_cfg, **overrides):
@@ -216,6 +222,8 @@ def _from_source(loader, model_cfg, source, **kwargs):
 
     logging.set_verbosity_error()  # the "newly initialised classifier" report is expected here
     logging.disable_progress_bar()
+    if source is not None and Path(source).is_dir():
+        kwargs["local_files_only"] = True  # a local folder never reaches for the hub
     try:
         return loader(source, trust_remote_code=model_cfg.trust_remote_code, **kwargs)
     except OSError as error:

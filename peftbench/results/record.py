@@ -9,6 +9,8 @@ result, so a repeated sweep finds what is already complete.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -38,18 +40,43 @@ class CorruptRecord(UserError):
         )
 
 
+class DiskFull(UserError):
+    """A write failed for lack of space (or of quota, or over the file-size limit)."""
+
+    def __init__(self, path: Path, error: OSError):
+        super().__init__(
+            f"no space left to write {path} ({error.strerror}); free space there or pass results_dir=DIR "
+            "(finished files and the last checkpoint are kept whole)"
+        )
+
+
+_NO_SPACE = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+
+
+@contextlib.contextmanager
+def disk_errors(path: Path):
+    """Turn a write's out-of-space error into ``DiskFull`` naming ``path``."""
+    try:
+        yield
+    except OSError as error:
+        if error.errno in _NO_SPACE:
+            raise DiskFull(Path(path), error) from None
+        raise
+
+
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
     """Write ``data`` to ``path`` so that readers see the old file or the new one, never a part."""
     path = Path(path)
     temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    # os.open with 0o666 honours the umask, as a plain open() of the target would.
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
-        with os.fdopen(descriptor, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
+        with disk_errors(path):
+            # os.open with 0o666 honours the umask, as a plain open() of the target would.
+            descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+            with os.fdopen(descriptor, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(temporary, path)
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
@@ -132,19 +159,23 @@ def _parse_record(path: Path, raw: bytes) -> dict:
     return record
 
 
-def warn_to_stderr(problem: CorruptRecord) -> None:
-    """The default ``warn`` of ``iter_records``: one line on stderr."""
+def warn_to_stderr(problem) -> None:
+    """The default ``warn`` of ``iter_records``: one line on stderr (a ``CorruptRecord`` or a
+    damaged checkpoint's problem: anything with ``path`` and ``reason``)."""
     print(f"warning: skipping {problem.path}: {problem.reason}", file=sys.stderr)
 
 
 def iter_records(
-    root: str | os.PathLike, warn: Callable[[CorruptRecord], None] = warn_to_stderr
+    root: str | os.PathLike, warn: Callable = warn_to_stderr
 ) -> Iterator[dict]:
     """Every readable record under ``root/*/record.json``, in directory-name order.
 
-    A record that cannot be read is passed to ``warn`` once and skipped. Directories without a
-    ``record.json`` (and hidden entries) are not runs and are passed over silently.
+    A record that cannot be read is passed to ``warn`` once and skipped; so is each damaged
+    checkpoint (its record is still yielded). Directories without a ``record.json`` (and hidden
+    entries) are not runs and are passed over silently.
     """
+    from peftbench.results.doctor import checkpoint_problems
+
     root = Path(root)
     if not root.is_dir():
         raise UserError(f"results directory {root} does not exist; pass --results DIR")
@@ -159,6 +190,8 @@ def iter_records(
         except OSError as error:
             warn(CorruptRecord(path, error.strerror or str(error)))
             continue
+        for problem in checkpoint_problems(Path(run_dir)):
+            warn(problem)
         try:
             record = _parse_record(path, raw)
         except CorruptRecord as problem:

@@ -30,15 +30,34 @@ def sorted_batches(lengths: list[int], batch_size: int) -> list[list[int]]:
 
 
 class EpochBatches:
-    """A batch sampler drawing a fresh length-grouped order each epoch from one seeded generator."""
+    """A batch sampler drawing a fresh length-grouped order each epoch from one seeded generator.
+
+    Its position is part of a checkpoint: ``state_dict(consumed)`` gives the generator as it was
+    when the epoch under way was drawn and how many of its batches are done (0 between epochs:
+    the generator as it is now); after ``load_state_dict`` the next epoch is that epoch again,
+    less the batches already done.
+    """
 
     def __init__(self, lengths: list[int], batch_size: int, seed: int):
         self.lengths = lengths
         self.batch_size = batch_size
         self.generator = torch.Generator().manual_seed(seed)
+        self._epoch_start = self.generator.get_state()
+        self._skip = 0
 
     def __iter__(self):
-        return iter(length_grouped_batches(self.lengths, self.batch_size, self.generator))
+        self._epoch_start = self.generator.get_state()
+        batches = length_grouped_batches(self.lengths, self.batch_size, self.generator)
+        skip, self._skip = self._skip, 0
+        return iter(batches[skip:])
+
+    def state_dict(self, consumed: int) -> dict:
+        generator = self._epoch_start if consumed else self.generator.get_state()
+        return {"generator": generator.clone(), "consumed": consumed}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.generator.set_state(state["generator"])
+        self._skip = state["consumed"]
 
     def __len__(self) -> int:
         return -(-len(self.lengths) // self.batch_size)

@@ -7,6 +7,13 @@ steps if asked), the best evaluation kept by the task's main metric as the paper
 bar, and cost figures. The loss is read back from the device only every ``log_every`` steps, so
 the step loop makes no host-device synchronisation.
 
+With ``checkpoints``, the whole training state is saved every ``checkpoint_every_steps`` steps and
+after every evaluation (``peftbench.train.checkpoint``), and a call that finds one continues from
+it: parameters, optimiser, scheduler, RNG states and the position in the epoch's batch order are
+restored, so on CPU the resumed run ends bit-identical to an uninterrupted one. A loss (or a
+parameter) that is not finite stops training before it can reach a checkpoint
+(``NonFiniteLoss``): the last checkpoint stays good.
+
 It imports neither methods nor tasks: the run hands it the model (with its trainable parameters
 marked), the training loader and an evaluation callback.
 """
@@ -14,12 +21,16 @@ marked), the training loader and an evaluation callback.
 from __future__ import annotations
 
 import math
+import random
+import sys
 import time
 from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
 
+from peftbench.errors import UserError
+from peftbench.train.checkpoint import Checkpoints
 from peftbench.train.cost import device_name, peak_memory_mb
 
 Metrics = dict[str, dict[str, float]]  # split -> metric -> value
@@ -30,9 +41,21 @@ class FitResult:
     best: Metrics
     last: Metrics
     best_epoch: float
+    best_step: int | None
     best_state: dict  # trainable parameters at the best evaluation (CPU tensors)
     history: list[dict] = field(default_factory=list)
     cost: dict = field(default_factory=dict)
+
+
+class NonFiniteLoss(UserError):
+    """Training diverged: the loss or a trained parameter became NaN or infinite."""
+
+    def __init__(self, step: int, what: str, last_good: int | None):
+        kept = f"the last good checkpoint (step {last_good}) is kept" if last_good is not None else "no checkpoint was kept"
+        super().__init__(
+            f"training {what} not finite at step {step}; stopped, {kept}; "
+            "lower trainer.lr or keep trainer.max_grad_norm on"
+        )
 
 
 def resolve_device(name: str) -> torch.device:
@@ -56,11 +79,13 @@ def fit(
     cfg,
     loss: Callable[[torch.nn.Module, dict], torch.Tensor] = lambda model, batch: model(**batch).loss,
     on_evaluation: Callable[[dict], None] = lambda entry: None,
+    checkpoints: Checkpoints | None = None,
 ) -> FitResult:
     """Train ``model``'s trainable parameters; return the best and last evaluations and the cost.
 
     ``select`` is (split, metric) of the task's main metric (higher is better); ``loss(model,
-    batch)`` is the format's training loss.
+    batch)`` is the format's training loss. ``train_loader``'s batch sampler must be an
+    ``EpochBatches`` when ``checkpoints`` is given (its position is part of the state).
     """
     from accelerate import Accelerator
     from accelerate.state import AcceleratorState
@@ -88,14 +113,42 @@ def fit(
     steps_per_epoch = math.ceil(len(train_loader) / cfg.grad_accum)
     total_steps = cfg.max_steps or steps_per_epoch * cfg.epochs
     scheduler = get_linear_schedule_with_warmup(optimizer, round(cfg.warmup_ratio * total_steps), total_steps)
+    sampler = train_loader.batch_sampler
     model, optimizer, train_loader = accelerator.prepare(model, optimizer, train_loader)
+    trainable = {name: p for name, p in accelerator.unwrap_model(model).named_parameters() if p.requires_grad}
 
     state = _Progress(select)
-    started = time.perf_counter()
-    train_seconds, samples, step = 0.0, 0, 0
+    counters = {"step": 0, "epoch": 0, "consumed": 0, "train_s": 0.0, "elapsed_s": 0.0, "samples": 0, "tokens": 0}
+    resumed = checkpoints.latest(_warn) if checkpoints else None
+    if resumed:
+        counters = _restore(resumed, trainable, optimizer, scheduler, sampler, state)
+        print(f"resumed from {checkpoints.path(counters['step'])}", file=sys.stderr)
+    started = time.perf_counter() - counters["elapsed_s"]
+    train_seconds, samples, step, epoch = counters["train_s"], counters["samples"], counters["step"], counters["epoch"]
     running_loss = torch.zeros((), device=accelerator.device)
-    tokens = torch.zeros((), dtype=torch.long, device=accelerator.device)
-    bar = tqdm(total=total_steps, disable=not cfg.progress, desc="train", unit="step", dynamic_ncols=True)
+    tokens = torch.tensor(counters["tokens"], dtype=torch.long, device=accelerator.device)
+    bar = tqdm(total=total_steps, initial=step, disable=not cfg.progress, desc="train", unit="step", dynamic_ncols=True)
+
+    def check_finite() -> None:
+        """Raise before a diverged state is logged as fine or saved (one sync, at logs and saves)."""
+        last_good = (checkpoints.steps() or [None])[-1] if checkpoints else None
+        if not torch.isfinite(running_loss).item():
+            raise NonFiniteLoss(step, "loss is", last_good)
+        if not all(torch.isfinite(p).all().item() for p in trainable.values()):
+            raise NonFiniteLoss(step, "parameters are", last_good)
+
+    def save_checkpoint(consumed: int) -> None:
+        if checkpoints is None:
+            return
+        check_finite()
+        tensors, document = _snapshot(trainable, optimizer, sampler, consumed)
+        document.update(
+            epoch=epoch, consumed=consumed, scheduler=scheduler.state_dict(), best_step=state.best_step,
+            progress={"best": state.best, "last": state.last, "best_epoch": state.best_epoch, "history": state.history},
+            counters={"train_s": train_seconds + time.perf_counter() - tick, "elapsed_s": time.perf_counter() - started,
+                      "samples": samples, "tokens": int(tokens)},
+        )  # fmt: skip
+        checkpoints.save(step, tensors, document)
 
     def run_evaluation(epoch: float) -> None:
         model.eval()
@@ -103,16 +156,20 @@ def fit(
             metrics = evaluate(accelerator.unwrap_model(model))
         model.train()
         entry = {"epoch": round(epoch, 4), "step": step, "metrics": metrics, "elapsed_s": time.perf_counter() - started}
-        state.update(entry, accelerator.unwrap_model(model))
+        state.update(entry, trainable)
         on_evaluation(entry)
         bar.set_postfix_str(f"{select[1]}={metrics[select[0]][select[1]]:.4f}")
 
     model.train()
-    epoch = 0
+    every = cfg.checkpoint_every_steps
     while step < total_steps:
         last_evaluated = None
         tick = time.perf_counter()
+        consumed = counters["consumed"] if step == counters["step"] else 0  # batches of this epoch done
+        if resumed and step == counters["step"]:
+            _set_rng_states(resumed[0], counters["python_rng"], counters["numpy_rng"])
         for batch in train_loader:
+            consumed += 1
             with accelerator.accumulate(model):
                 value = loss(model, batch)
                 accelerator.backward(value)
@@ -130,19 +187,25 @@ def fit(
             step += 1
             bar.update(1)
             if step % cfg.log_every == 0:
+                check_finite()
                 bar.set_postfix_str(f"loss={running_loss.item() / (cfg.log_every * cfg.grad_accum):.4f}")
                 running_loss.zero_()
-            if cfg.eval_every_steps and step % cfg.eval_every_steps == 0:
+            evaluates = bool(cfg.eval_every_steps) and step % cfg.eval_every_steps == 0
+            if evaluates:
                 train_seconds += time.perf_counter() - tick
                 run_evaluation(step / steps_per_epoch)
                 tick = time.perf_counter()
                 last_evaluated = step
             if step >= total_steps:
                 break
+            if (evaluates or (every and step % every == 0)) and consumed < len(train_loader):
+                save_checkpoint(consumed)  # the epoch's last batch is saved after its evaluation
         train_seconds += time.perf_counter() - tick
         epoch += 1
         if last_evaluated != step:
             run_evaluation(min(epoch, step / steps_per_epoch))
+        tick = time.perf_counter()
+        save_checkpoint(0)
     bar.close()
     tokens = int(tokens)
     cost = {
@@ -150,13 +213,76 @@ def fit(
         "train_s": round(train_seconds, 3),
         "steps": step,
         "samples": samples,
+        "resumed_from_step": counters["step"] if resumed else None,
         "samples_per_s": round(samples / train_seconds, 2) if train_seconds else None,
         "tokens_per_s": round(tokens / train_seconds, 1) if train_seconds else None,
         "peak_memory_mb": round(peak_memory_mb(accelerator.device), 1),
         "device": device_name(accelerator.device),
         "precision": accelerator.mixed_precision,
     }
-    return FitResult(state.best, state.last, state.best_epoch, state.best_state, state.history, cost)
+    return FitResult(state.best, state.last, state.best_epoch, state.best_step, state.best_state, state.history, cost)
+
+
+def _warn(problem) -> None:
+    print(f"warning: skipping checkpoint {problem.path}: {problem.reason}", file=sys.stderr)
+
+
+def _snapshot(trainable: dict, optimizer, sampler, consumed: int) -> tuple[dict, dict]:
+    """The training state as (tensors, JSON-able document)."""
+    import numpy as np
+
+    tensors = {f"param.{name}": p.detach() for name, p in trainable.items()}
+    optimizer_state = optimizer.state_dict()
+    for index, values in optimizer_state["state"].items():
+        tensors.update({f"optimizer.{index}.{key}": value for key, value in values.items() if torch.is_tensor(value)})
+    tensors["rng.torch"] = torch.get_rng_state()
+    if torch.cuda.is_available():
+        tensors["rng.cuda"] = torch.stack(torch.cuda.get_rng_state_all())
+    sampler_state = sampler.state_dict(consumed)
+    tensors["sampler.generator"] = sampler_state.pop("generator")
+    python_state, numpy_state = random.getstate(), np.random.get_state()
+    document = {
+        "optimizer_groups": optimizer_state["param_groups"],
+        "sampler": sampler_state,
+        "python_rng": [python_state[0], list(python_state[1]), python_state[2]],
+        "numpy_rng": [numpy_state[0], numpy_state[1].tolist(), *numpy_state[2:]],
+    }
+    return tensors, document
+
+
+def _restore(resumed, trainable: dict, optimizer, scheduler, sampler, progress: "_Progress") -> dict:
+    """Put a checkpoint's state back; returns its counters (RNGs are set when training resumes)."""
+    tensors, document, best = resumed
+    with torch.no_grad():
+        for name, p in trainable.items():
+            p.copy_(tensors[f"param.{name}"])
+    groups = [{**group, "betas": tuple(group["betas"])} if "betas" in group else group for group in document["optimizer_groups"]]
+    per_param: dict[int, dict] = {}
+    for key, value in tensors.items():
+        if key.startswith("optimizer."):
+            _, index, name = key.split(".", 2)
+            per_param.setdefault(int(index), {})[name] = value
+    optimizer.load_state_dict({"state": per_param, "param_groups": groups})
+    scheduler.load_state_dict(document["scheduler"])
+    sampler.load_state_dict({**document["sampler"], "generator": tensors["sampler.generator"]})
+    saved = document["progress"]
+    progress.best, progress.last, progress.best_epoch = saved["best"], saved["last"], saved["best_epoch"]
+    progress.history, progress.best_step = saved["history"], document["best_step"]
+    progress.best_state = {name: best[f"param.{name}"].clone() for name in trainable}
+    return {
+        **document["counters"], "step": document["step"], "epoch": document["epoch"], "consumed": document["consumed"],
+        "python_rng": document["python_rng"], "numpy_rng": document["numpy_rng"],
+    }  # fmt: skip
+
+
+def _set_rng_states(tensors: dict, python_rng: list, numpy_rng: list) -> None:
+    import numpy as np
+
+    torch.set_rng_state(tensors["rng.torch"])
+    if "rng.cuda" in tensors and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(list(tensors["rng.cuda"]))
+    random.setstate((python_rng[0], tuple(python_rng[1]), python_rng[2]))
+    np.random.set_state((numpy_rng[0], np.array(numpy_rng[1], dtype=np.uint32), *numpy_rng[2:]))
 
 
 class _Progress:
@@ -167,16 +293,15 @@ class _Progress:
         self.best: Metrics = {}
         self.last: Metrics = {}
         self.best_epoch = 0.0
+        self.best_step: int | None = None
         self.best_state: dict = {}
         self.history: list[dict] = []
 
-    def update(self, entry: dict, model) -> None:
-        from peftbench.train.weights import trainable_state
-
+    def update(self, entry: dict, trainable: dict) -> None:
         self.history.append(entry)
         self.last = entry["metrics"]
         score = self.last[self.split][self.metric]
         best = self.best.get(self.split, {}).get(self.metric)
         if best is None or score > best or (math.isnan(best) and not math.isnan(score)):
-            self.best, self.best_epoch = self.last, entry["epoch"]
-            self.best_state = trainable_state(model)
+            self.best, self.best_epoch, self.best_step = self.last, entry["epoch"], entry["step"]
+            self.best_state = {name: p.detach().to("cpu", copy=True).contiguous() for name, p in trainable.items()}

@@ -1,0 +1,145 @@
+"""Checkpoints for resume: a run's training state every N steps and after every evaluation.
+
+``<run>/checkpoints/<phase>/step-00000120/`` holds ``tensors.safetensors`` (the trainable
+parameters, the optimiser's moments, the RNG and data-order generator states) and ``state.json``
+(step, epoch, batches consumed in the epoch, scheduler, optimiser hyper-parameters, the
+evaluations so far, cost counters, the SHA-256 of the tensors file). Tensors go through
+safetensors only, never pickle. A checkpoint is written in a hidden ``.step-….tmp`` folder and
+renamed into place, so a folder named ``step-N`` is whole unless something damaged it later; a
+damaged one is reported and passed over, and resume falls back to the one before.
+
+Pruning keeps the newest ``keep`` checkpoints and the one of the best evaluation (its parameters
+are the run's best weights). Nothing here imports torch at module level: ``peftbench doctor`` and
+``peftbench table`` check checkpoints without the ML stack.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from peftbench.integrity import safetensors_problem
+
+TENSORS, STATE = "tensors.safetensors", "state.json"
+_NAME = re.compile(r"^step-(\d{8})$")
+
+
+@dataclass
+class Problem:
+    path: Path
+    reason: str
+
+
+class Checkpoints:
+    """The checkpoints of one training phase, in one folder."""
+
+    def __init__(self, directory: str | os.PathLike, keep: int = 1):
+        self.directory = Path(directory)
+        self.keep = keep
+
+    def path(self, step: int) -> Path:
+        return self.directory / f"step-{step:08d}"
+
+    def steps(self) -> list[int]:
+        """Steps of the checkpoint folders present (whole or not), ascending."""
+        if not self.directory.is_dir():
+            return []
+        found = (_NAME.match(entry.name) for entry in self.directory.iterdir() if entry.is_dir())
+        return sorted(int(match.group(1)) for match in found if match)
+
+    def save(self, step: int, tensors: dict, state: dict) -> None:
+        """Write checkpoint ``step`` (``state["best_step"]`` names the best one), then prune."""
+        from safetensors.torch import save
+
+        from peftbench.results.record import write_bytes_atomic
+
+        data = save({name: tensor.detach().cpu().contiguous() for name, tensor in tensors.items()})
+        temporary = self.directory / f".step-{step:08d}.tmp"
+        shutil.rmtree(temporary, ignore_errors=True)
+        temporary.mkdir(parents=True)
+        try:
+            write_bytes_atomic(temporary / TENSORS, data)
+            document = {**state, "step": step, "tensors_sha256": hashlib.sha256(data).hexdigest()}
+            write_bytes_atomic(temporary / STATE, (json.dumps(document) + "\n").encode())
+            final = self.path(step)
+            if final.exists():
+                shutil.rmtree(final)
+            os.replace(temporary, final)
+        except BaseException:
+            shutil.rmtree(temporary, ignore_errors=True)
+            raise
+        self.prune(best=state.get("best_step"))
+
+    def load(self, step: int) -> tuple[dict, dict]:
+        """(tensors, state) of checkpoint ``step``; ``CorruptCheckpoint`` when it is not whole."""
+        from safetensors.torch import load
+
+        problem = self.problem(step, deep=False)
+        if problem:
+            raise CorruptCheckpoint(problem)
+        folder = self.path(step)
+        data = (folder / TENSORS).read_bytes()
+        state = json.loads((folder / STATE).read_text())
+        if hashlib.sha256(data).hexdigest() != state["tensors_sha256"]:
+            raise CorruptCheckpoint(Problem(folder / TENSORS, "contents differ from the checksum in state.json"))
+        return load(data), state
+
+    def latest(self, warn: Callable[[Problem], None]) -> tuple[dict, dict, dict] | None:
+        """The newest whole checkpoint whose best checkpoint is whole too, as (tensors, state,
+        best tensors); each damaged one met on the way is passed to ``warn``. None: start afresh."""
+        for step in reversed(self.steps()):
+            try:
+                tensors, state = self.load(step)
+                best = tensors if state["best_step"] in (None, step) else self.load(state["best_step"])[0]
+            except CorruptCheckpoint as error:
+                warn(error.problem)
+                continue
+            return tensors, state, best
+        return None
+
+    def problem(self, step: int, deep: bool) -> Problem | None:
+        """Why checkpoint ``step`` is not whole (structure; with ``deep``, the checksum too)."""
+        folder = self.path(step)
+        try:
+            state = json.loads((folder / STATE).read_text())
+        except FileNotFoundError:
+            return Problem(folder / STATE, "missing")
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+            return Problem(folder / STATE, f"unreadable ({type(error).__name__})")
+        if not isinstance(state, dict) or not {"step", "tensors_sha256", "best_step"} <= set(state):
+            return Problem(folder / STATE, "not a checkpoint state")
+        reason = safetensors_problem(folder / TENSORS)
+        if reason:
+            return Problem(folder / TENSORS, reason)
+        if deep:
+            digest = hashlib.sha256((folder / TENSORS).read_bytes()).hexdigest()
+            if digest != state["tensors_sha256"]:
+                return Problem(folder / TENSORS, "contents differ from the checksum in state.json")
+        return None
+
+    def problems(self, deep: bool = False) -> list[Problem]:
+        """Every damaged checkpoint and every leftover temporary folder."""
+        found = [p for p in (self.problem(step, deep) for step in self.steps()) if p]
+        if self.directory.is_dir():
+            found += [Problem(e, "unfinished checkpoint write") for e in self.directory.iterdir() if e.name.endswith(".tmp")]
+        return found
+
+    def prune(self, best: int | None, keep: int | None = None) -> None:
+        """Remove all but the newest ``keep`` checkpoints and the ``best`` one."""
+        steps = self.steps()
+        kept = set(steps[len(steps) - (self.keep if keep is None else keep) :]) | {best}
+        for step in steps:
+            if step not in kept:
+                shutil.rmtree(self.path(step), ignore_errors=True)
+
+
+class CorruptCheckpoint(Exception):
+    def __init__(self, problem: Problem):
+        self.problem = problem
+        super().__init__(f"{problem.path}: {problem.reason}")
