@@ -31,13 +31,15 @@ def _outcome(results):
     return run_dir, record, weights, history
 
 
-def _kill_during_training(argv, results, rng, cwd):
-    """Start the run, wait until it has written a new checkpoint, kill -9 it a random moment later."""
-    before = set(results.glob("*/checkpoints/train/step-*"))
+def _kill_during_training(argv, results, rng, cwd, phase="train"):
+    """Start the run, wait until it has written a new checkpoint of ``phase``, kill -9 it a random
+    moment later."""
+    pattern = f"*/checkpoints/{phase}/step-*"
+    before = set(results.glob(pattern))
     process = subprocess.Popen([sys.executable, "-m", "peftbench", *argv], cwd=cwd, env=offline_env(),
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     deadline = time.monotonic() + 120
-    while not set(results.glob("*/checkpoints/train/step-*")) - before and process.poll() is None:
+    while not set(results.glob(pattern)) - before and process.poll() is None:
         assert time.monotonic() < deadline, "the run never checkpointed"
         time.sleep(0.02)
     time.sleep(rng.uniform(0.0, 0.3))
@@ -71,6 +73,27 @@ def test_sigkill_then_rerun_equals_an_uninterrupted_run(tmp_path, killer_seed):
     steps = [int(p.name.split("-")[1]) for p in (run_dir / "checkpoints" / "train").iterdir()]
     assert len(steps) == 1, "a complete run keeps only its best checkpoint"
     assert not list(run_dir.rglob("*.tmp"))
+
+
+def test_lt_sft_killed_in_its_search_phase_resumes_to_the_same_mask_and_weights(tmp_path):
+    """sparse (LT-SFT) trains twice in one run: a kill during the dense search resumes the search
+    from its own checkpoints, and the mask and final weights come out the same."""
+    sparse = [*RUN, "method=sparse", "method.k=300", "method.density=null", "trainer.epochs=2", "trainer.lr=1e-3"]
+    reference = tmp_path / "reference"
+    assert peftbench(*sparse, f"results_dir={reference}", cwd=tmp_path).returncode == 0
+    _, expected_record, expected_weights, expected_history = _outcome(reference)
+
+    results = tmp_path / "killed"
+    argv = [*sparse, f"results_dir={results}"]
+    _kill_during_training(argv, results, random.Random(0), tmp_path, phase="search")
+    rerun = peftbench(*argv, cwd=tmp_path)
+    assert rerun.returncode == 0, rerun.stderr
+    run_dir, record, weights, history = _outcome(results)
+    assert "checkpoints/search/step-" in rerun.stderr  # it resumed the search
+    assert record["metrics"] == expected_record["metrics"] and history == expected_history
+    assert weights.keys() == expected_weights.keys()
+    assert all(weights[name].equal(expected_weights[name]) for name in weights)  # mask indices included
+    assert not (run_dir / "checkpoints" / "search").exists()
 
 
 def test_two_processes_on_one_run_train_it_once(tmp_path):
