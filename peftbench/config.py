@@ -71,6 +71,10 @@ class TrainerConfig:
     eval_every_steps: Optional[int] = None  # evaluate every N steps as well as at each epoch end
     log_every: int = 20
     progress: bool = True
+    group_by_length: bool = True  # length-grouped batches (HF's LengthGroupedSampler); off: random batches
+    gradient_checkpointing: bool = False  # recompute activations in backward: less memory, more time
+    compile: bool = False  # torch.compile the training forward/backward
+    frozen_bf16: bool = False  # keep the frozen Linear weights in bf16 (with bf16 autocast; trained ones stay fp32)
     checkpoint_every_steps: Optional[int] = 500  # also after every evaluation; for resume (None: evaluations only)
     keep_checkpoints: int = 1  # the newest kept while training, besides the best one (kept to the end)
 
@@ -91,13 +95,19 @@ class Config:
 
 # Fields that do not change a run's result, left out of its id.
 NOT_RESULT_CHANGING = {
-    "trainer": {"eval_batch_size", "log_every", "progress", "device", "checkpoint_every_steps", "keep_checkpoints"},
+    "trainer": {
+        "eval_batch_size", "log_every", "progress", "device", "checkpoint_every_steps", "keep_checkpoints",
+        "gradient_checkpointing", "compile",  # speed and memory, not the result (up to float rounding)
+    },
     "data": {"dir"},
     "model": {"path", "package", "package_subdir", "hub_id", "trust_remote_code"},
     "results_dir": None,
     "experiment": None,
     "per_task": None,  # its effect is already in the resolved fields that read it
 }
+# Result-changing options added after runs were recorded: at these values they leave the id as it
+# was before they existed, so finished runs stay found.
+LATER_OPTIONS = {"trainer": {"group_by_length": True, "frozen_bf16": False}}
 
 
 def register_configs() -> None:
@@ -118,7 +128,10 @@ def identity(cfg: dict) -> dict:
         if key in NOT_RESULT_CHANGING and NOT_RESULT_CHANGING[key] is None:
             continue
         skip = NOT_RESULT_CHANGING.get(key, set())
-        out[key] = {k: v for k, v in value.items() if k not in skip} if isinstance(value, dict) else value
+        later = LATER_OPTIONS.get(key, {})
+        if isinstance(value, dict):
+            value = {k: v for k, v in value.items() if k not in skip and not (k in later and later[k] == v)}
+        out[key] = value
     return out
 
 

@@ -101,7 +101,9 @@ def execute(p: Plan) -> dict:
     trainer_cfg = _namespace(p.config["trainer"])
     model, tokenizer, fmt = build_model(p.model_cfg, p.task, p.config["seed"], p.format, p.config["task"])
     features = {split: fmt.encode(rows) for split, rows in p.data.splits.items()}
-    loader = fmt.train_loader(features[p.task.train_split], trainer_cfg.batch_size, p.config["seed"])
+    loader = fmt.train_loader(
+        features[p.task.train_split], trainer_cfg.batch_size, p.config["seed"], trainer_cfg.group_by_length
+    )
 
     def evaluate(model) -> dict:
         metrics = {}
@@ -303,6 +305,11 @@ def _check_trainer(trainer: dict, task: dict) -> None:
         raise UserError(f"trainer.warmup_ratio must be in [0, 1), got {trainer['warmup_ratio']}")
     if trainer["precision"] not in {"auto", "fp32", "bf16", "fp16"}:
         raise UserError(f"trainer.precision must be auto, fp32, bf16 or fp16, got '{trainer['precision']}'")
+    if trainer["frozen_bf16"] and trainer["precision"] not in {"bf16", "auto"}:
+        raise UserError(
+            f"trainer.frozen_bf16 needs bf16 autocast, but trainer.precision is {trainer['precision']}; "
+            "set trainer.precision=bf16 or drop trainer.frozen_bf16"
+        )
     if trainer["device"] not in {"auto", "cpu", "cuda"}:
         raise UserError(f"trainer.device must be auto, cpu or cuda, got '{trainer['device']}'")
     if task["max_length"] < 8:

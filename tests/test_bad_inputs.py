@@ -86,6 +86,7 @@ def _plan_cases(tmp):
          "model.safetensors"),
         ("unwritable results folder", ["run", *TINY, f"results_dir={tmp / 'file' / 'results'}"], "not writable"),
         ("sample limit below 1", ["run", *TINY, "data.max_train_samples=0"], "≥ 1"),
+        ("frozen bf16 without bf16", ["run", *TINY, "trainer.precision=fp32", "trainer.frozen_bf16=true"], "frozen_bf16"),
         ("sweep with one bad job", ["run", "-m", *TINY, "method=lora", "method.r=1,0"], "method.r"),
     ]
 

@@ -43,3 +43,11 @@ def test_a_sweep_expands_to_its_cartesian_product():
     expanded = jobs(["method=lora", "method.r=1,2", "seed=1,2,3"])
     assert len(expanded) == 6
     assert ["method=lora", "method.r=2", "seed=3"] in expanded
+
+
+def test_options_added_later_keep_old_run_ids_at_their_defaults_and_change_them_otherwise():
+    base = plan(compose(["task=rte", "data.source=embedded"]))
+    same = plan(compose(["task=rte", "data.source=embedded", "trainer.group_by_length=true", "trainer.compile=true"]))
+    other = plan(compose(["task=rte", "data.source=embedded", "trainer.group_by_length=false"]))
+    assert "group_by_length" not in identity(base.config)["trainer"]
+    assert same.run_id == base.run_id and other.run_id != base.run_id

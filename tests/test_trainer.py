@@ -205,3 +205,49 @@ def test_nan_later_evaluation_does_not_replace_best():
     assert result.best == {"validation": {"accuracy": 0.5}}
     assert result.best_epoch == 1
     assert math.isnan(result.history[1]["metrics"]["validation"]["accuracy"])
+
+
+# --- fast-path switches: each changes speed or memory, not what is learnt ----------------------
+
+
+def _trained(cfg, dropout=0.1, calls=None):
+    """A tiny LoRA model after ``fit`` with ``cfg``; ``calls`` counts its first block's forwards."""
+    model, tokenizer = tiny_classifier("tiny-bert")
+    apply_method(model, {**LORA, "dropout": dropout}, "tiny-bert")
+    if calls is not None:
+        model.bert.encoder.layer[0].attention.register_forward_hook(lambda *args: calls.append(1))
+    rows = [{"text": TEXTS[i % len(TEXTS)], "text_pair": None, "label": i % 2} for i in range(8)]
+    fmt = ClassificationFormat(get_task("sst2"), tokenizer, {"max_length": 32})
+    loader = fmt.train_loader(fmt.encode(rows), cfg.batch_size, 0, cfg.group_by_length)
+    torch.manual_seed(0)
+    fit(model, loader, _Scripted([0.5, 0.5]), ("validation", "accuracy"), cfg)
+    return model
+
+
+def test_gradient_checkpointing_learns_the_same_weights():
+    """Recomputing activations in backward (dropout RNG replayed) gives the same gradients."""
+    calls_plain, calls_checkpointed = [], []
+    plain = trainable_state(_trained(_cfg(epochs=2, batch_size=4), calls=calls_plain))
+    checkpointed = _trained(_cfg(epochs=2, batch_size=4, gradient_checkpointing=True), calls=calls_checkpointed)
+    assert len(calls_plain) == 4 and len(calls_checkpointed) == 8  # 4 steps; each block recomputed once
+    checkpointed = trainable_state(checkpointed)
+    assert plain.keys() == checkpointed.keys()
+    for name in plain:
+        torch.testing.assert_close(checkpointed[name], plain[name], rtol=1e-5, atol=1e-6)
+
+
+def test_group_by_length_off_draws_plain_random_batches():
+    """With grouping off, a batch is a slice of one random permutation (sorted within the batch,
+    which changes no padding), not a slice of a length-sorted mega-batch."""
+    order = torch.randperm(len(LENGTHS), generator=torch.Generator().manual_seed(3)).tolist()
+    batches = EpochBatches(LENGTHS, 4, seed=3, group=1)
+    drawn = list(batches)
+    assert sorted(map(sorted, drawn)) == sorted(sorted(order[i : i + 4]) for i in range(0, len(order), 4))
+
+
+def test_frozen_bf16_keeps_trained_parameters_fp32_and_needs_bf16():
+    model = _trained(_cfg(epochs=1, batch_size=4, precision="bf16", frozen_bf16=True), dropout=0.0)
+    linear = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    assert any(m.weight.dtype == torch.bfloat16 for m in linear)
+    assert all(p.dtype == torch.float32 for p in model.parameters() if p.requires_grad)
+    assert all(torch.isfinite(p).all() for p in model.parameters() if p.requires_grad)

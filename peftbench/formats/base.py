@@ -48,11 +48,13 @@ class Format:
     def predict_batch(self, model, batch: dict) -> list:
         raise NotImplementedError
 
-    def train_loader(self, features: list[dict], batch_size: int, seed: int):
+    def train_loader(self, features: list[dict], batch_size: int, seed: int, group_by_length: bool = True):
+        """Training batches, dynamically padded; length-grouped unless ``group_by_length`` is off
+        (then each batch is a plain random draw)."""
         lengths = [self.length(f) for f in features]
         return torch.utils.data.DataLoader(
             features,
-            batch_sampler=EpochBatches(lengths, batch_size, seed),
+            batch_sampler=EpochBatches(lengths, batch_size, seed, group=50 if group_by_length else 1),
             collate_fn=lambda batch: self.collate(batch, training=True),
             generator=torch.Generator().manual_seed(seed),  # its per-epoch draw must not touch the global RNG
         )

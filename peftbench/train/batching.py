@@ -38,16 +38,17 @@ class EpochBatches:
     less the batches already done.
     """
 
-    def __init__(self, lengths: list[int], batch_size: int, seed: int):
+    def __init__(self, lengths: list[int], batch_size: int, seed: int, group: int = 50):
         self.lengths = lengths
         self.batch_size = batch_size
+        self.group = group  # batches per sorted mega-batch; 1: plain random batches
         self.generator = torch.Generator().manual_seed(seed)
         self._epoch_start = self.generator.get_state()
         self._skip = 0
 
     def __iter__(self):
         self._epoch_start = self.generator.get_state()
-        batches = length_grouped_batches(self.lengths, self.batch_size, self.generator)
+        batches = length_grouped_batches(self.lengths, self.batch_size, self.generator, self.group)
         skip, self._skip = self._skip, 0
         return iter(batches[skip:])
 

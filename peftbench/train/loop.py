@@ -101,6 +101,10 @@ def fit(
     )
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(accelerator.device)
+    if cfg.frozen_bf16 and accelerator.mixed_precision == "bf16":
+        _frozen_linear_weights_to_bf16(model)
+    if cfg.gradient_checkpointing:
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(
         [
@@ -116,6 +120,7 @@ def fit(
     sampler = train_loader.batch_sampler
     model, optimizer, train_loader = accelerator.prepare(model, optimizer, train_loader)
     trainable = {name: p for name, p in accelerator.unwrap_model(model).named_parameters() if p.requires_grad}
+    forward = torch.compile(model) if cfg.compile else model  # shares the parameters; evaluation stays eager
 
     state = _Progress(select)
     counters = {"step": 0, "epoch": 0, "consumed": 0, "train_s": 0.0, "elapsed_s": 0.0, "samples": 0, "tokens": 0}
@@ -171,7 +176,7 @@ def fit(
         for batch in train_loader:
             consumed += 1
             with accelerator.accumulate(model):
-                value = loss(model, batch)
+                value = loss(forward, batch)
                 accelerator.backward(value)
                 if accelerator.sync_gradients:
                     if cfg.max_grad_norm:
@@ -221,6 +226,14 @@ def fit(
         "precision": accelerator.mixed_precision,
     }
     return FitResult(state.best, state.last, state.best_epoch, state.best_step, state.best_state, state.history, cost)
+
+
+def _frozen_linear_weights_to_bf16(model) -> None:
+    """Halve the frozen backbone's weight memory: bf16 autocast multiplies in bf16 anyway, so
+    storing frozen Linear weights in bf16 changes no product, and trained parameters stay fp32."""
+    for module in model.modules():
+        if isinstance(module, torch.nn.Linear) and not module.weight.requires_grad:
+            module.weight.data = module.weight.data.to(torch.bfloat16)
 
 
 def _warn(problem) -> None:
