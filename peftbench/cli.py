@@ -13,10 +13,18 @@ import sys
 from peftbench.errors import UserError
 
 LISTABLE = ("methods", "tasks", "models", "tables", "experiments", "trainers", "runs")
+PLOTS = ("rank_sweep", "frontier")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its errors as one line (no usage block) naming the help that fixes them."""
+
+    def error(self, message: str):
+        raise UserError(f"{message}; see `{self.prog} --help`")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="peftbench",
         description="Reproduce the benchmark tables of the parameter-efficient fine-tuning literature.",
     )
@@ -48,9 +56,17 @@ def build_parser() -> argparse.ArgumentParser:
     table = commands.add_parser("table", help="a paper's table from the run records, beside the published numbers")
     table.add_argument("name", help="a table spec in conf/table/ (peftbench list tables)")
     table.add_argument("--results", default="results", help="the results folder (default: results)")
-    table.add_argument("--format", default="md", choices=("md", "csv"), help="output format")
+    table.add_argument("--format", default="md", choices=("md", "csv", "latex", "html"), help="output format")
     table.add_argument("--out", help="write to this file instead of stdout")
     table.add_argument("--model", help="show the table's rows for another model (e.g. minilm-l6)")
+    plot = commands.add_parser("plot", help="a paper's figure from the run records, as PNG or SVG")
+    plot.add_argument("kind", choices=PLOTS, help="rank_sweep: LoRA's score against r; frontier: score against parameters")
+    plot.add_argument("--results", default="results", help="the results folder (default: results)")
+    plot.add_argument("--out", required=True, help="the figure file, .png or .svg")
+    plot.add_argument("--model", help="only this model's runs (default: a panel per model and task)")
+    plot.add_argument("--task", help="only this task's runs")
+    plot.add_argument("--metric", help="NAME or SPLIT/NAME of the best checkpoint (default: the task's main metric)")
+    plot.add_argument("--statistic", default="median", choices=("median", "mean"), help="over seeds (default: median)")
     doctor = commands.add_parser("doctor", help="incomplete, stale and corrupt runs in a results folder")
     doctor.add_argument("--results", default="results", help="the results folder (default: results)")
     doctor.add_argument("--fix", action="store_true", help="cure what can be cured (never touches complete runs)")
@@ -72,7 +88,7 @@ def main(argv: list[str] | None = None) -> None:
             return
         commands = {
             "list": cmd_list, "table": cmd_table, "params": cmd_params, "export": cmd_export, "score": cmd_score,
-            "doctor": cmd_doctor,
+            "doctor": cmd_doctor, "plot": cmd_plot,
         }  # fmt: skip
         commands[args.command](args)
     except UserError as error:
@@ -165,7 +181,8 @@ def cmd_table(args) -> None:
     from peftbench.config import CONF_DIR
     from peftbench.results.record import iter_records
     from peftbench.results.spec import load_spec
-    from peftbench.results.table import build_table, render
+    from peftbench.results.render import render
+    from peftbench.results.table import build_table
 
     spec = load_spec(args.name, CONF_DIR)
     results = Path(args.results)
@@ -177,3 +194,22 @@ def cmd_table(args) -> None:
         write_text_atomic(Path(args.out), text)
     else:
         print(text, end="" if text.endswith("\n") else "\n")
+
+
+def cmd_plot(args) -> None:
+    from pathlib import Path
+
+    from peftbench.results import plot
+    from peftbench.results.record import iter_records
+
+    out = Path(args.out)
+    plot.output_format(out)  # a bad --out fails before any record is read
+    build = plot.rank_sweep if args.kind == "rank_sweep" else plot.frontier
+    figure = build(
+        iter_records(Path(args.results)),
+        model=args.model, task=args.task, metric=args.metric, statistic=args.statistic, where=f"{Path(args.results)}/",
+    )  # fmt: skip
+    if figure.unscored:
+        print(f"warning: {figure.unscored} matching run(s) have no value for the metric and are not plotted", file=sys.stderr)
+    plot.draw(figure, out)
+    print(out)

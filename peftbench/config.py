@@ -77,6 +77,18 @@ class TrainerConfig:
     frozen_bf16: bool = False  # keep the frozen Linear weights in bf16 (with bf16 autocast; trained ones stay fp32)
     checkpoint_every_steps: Optional[int] = 500  # also after every evaluation; for resume (None: evaluations only)
     keep_checkpoints: int = 1  # the newest kept while training, besides the best one (kept to the end)
+    # Start the method's weights from the finished run of this task with the same model, method
+    # config and seed (the LoRA paper's warm start from MNLI for MRPC, RTE and STS-B); None: fresh.
+    init_from_task: Optional[str] = None
+
+
+@dataclass
+class PaperSource:
+    """Where an experiment preset's values come from: the paper's arXiv id and the version read
+    (``v2``, or the venue's, e.g. ``acl``). Tables keep runs of another version out of a cell."""
+
+    arxiv: Optional[str] = None
+    version: Optional[str] = None
 
 
 @dataclass
@@ -89,6 +101,7 @@ class Config:
     seed: int = 0
     results_dir: str = "results"
     experiment: Optional[str] = None  # set by experiment presets, recorded
+    paper: PaperSource = field(default_factory=PaperSource)  # set by experiment presets, recorded
     # Per-task values of a preset, read by interpolation: `lr: ${per_task.${task.name}.lr}`.
     per_task: dict[str, Any] = field(default_factory=dict)
 
@@ -103,11 +116,12 @@ NOT_RESULT_CHANGING = {
     "model": {"path", "package", "package_subdir", "hub_id", "trust_remote_code"},
     "results_dir": None,
     "experiment": None,
+    "paper": None,
     "per_task": None,  # its effect is already in the resolved fields that read it
 }
 # Result-changing options added after runs were recorded: at these values they leave the id as it
 # was before they existed, so finished runs stay found.
-LATER_OPTIONS = {"trainer": {"group_by_length": True, "frozen_bf16": False}}
+LATER_OPTIONS = {"trainer": {"group_by_length": True, "frozen_bf16": False, "init_from_task": None}}
 
 
 def register_configs() -> None:

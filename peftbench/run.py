@@ -34,6 +34,7 @@ class Plan:
     format: str  # how the task's rows meet the model (peftbench.formats)
     run_id: str
     run_dir: Path
+    init_from: Path | None  # the finished run whose method weights this one starts from
 
 
 def plan(cfg) -> Plan:
@@ -79,11 +80,69 @@ def plan(cfg) -> Plan:
     data = _load_data(config["data"], task)
     results_dir = Path(config["results_dir"])
     _check_writable(results_dir)
+    init_from = _warm_start_source(config, model_cfg.name, method.name, results_dir)
     name = run_id(
-        identity(config),
+        _identity(config, data, init_from),
         prefix=f"{task.name}.{model_cfg.name}.{method.name}.s{config['seed']}" + _fold_suffix(config["data"], task),
     )
-    return Plan(config, model_cfg, task, method, anatomy, arch_config, data, fmt, name, results_dir / name)
+    return Plan(config, model_cfg, task, method, anatomy, arch_config, data, fmt, name, results_dir / name, init_from)
+
+
+def _identity(config: dict, data, init_from: Path | None) -> dict:
+    """The result-changing fields, plus the data's official subset when there is one (FewGLUE
+    and SuperGLUE runs of one config differ) and the run a warm start starts from; without
+    either, the id is what it always was."""
+    fields = identity(config)
+    if data.subset:
+        fields["data"] = {**fields["data"], "subset": data.subset}
+    if init_from:
+        fields["trainer"] = {**fields["trainer"], "init_from_run": init_from.name}
+    return fields
+
+
+def _warm_start_source(config: dict, model: str, method: str, results_dir: Path) -> Path | None:
+    """The run directory ``trainer.init_from_task`` names: the newest complete run of that task
+    with this run's model, method config and seed (None when the option is off)."""
+    from peftbench.results.record import iter_records
+    from peftbench.tasks import get_task
+
+    task = config["trainer"]["init_from_task"]
+    if task is None:
+        return None
+    get_task(task)  # an unknown task name is refused with the known ones
+    seed = config["seed"]
+    found = [
+        record
+        for record in (iter_records(results_dir, warn=lambda problem: None) if results_dir.is_dir() else ())
+        if record["status"] == "complete"
+        and (record["task"], record["model"], record["method"], record["seed"]) == (task, model, method, seed)
+        and record["method_config"] == config["method"]
+    ]
+    if not found:
+        raise UserError(
+            f"trainer.init_from_task={task}: no complete {task} run of {model} with this {method} config and "
+            f"seed {seed} in {results_dir}; run it first (peftbench run model={model} method={method} task={task} "
+            f"seed={seed}, same method settings) or drop trainer.init_from_task"
+        )
+    return results_dir / max(found, key=lambda record: record.get("finished") or "")["run_id"]
+
+
+def _warm_start(model, head: list[str], source: Path) -> None:
+    """Copy the method's weights (not the task head's) from the finished run ``source``."""
+    import torch
+    from safetensors.torch import load_file
+
+    saved = load_file(str(source / "method.safetensors"))
+    head_names = set(head)
+    wanted = {n: p for n, p in model.named_parameters() if p.requires_grad and n not in head_names}
+    wanted.update({n: b for n, b in model.named_buffers() if n in saved and n not in head_names})
+    missing = sorted(n for n in wanted if n not in saved or saved[n].shape != wanted[n].shape)
+    if missing:
+        raise UserError(f"{source}: its method weights do not fit this model ({missing[0]}); warm-start from a run of the same model and method config")
+    with torch.no_grad():
+        for name, tensor in wanted.items():
+            tensor.copy_(saved[name])
+    print(f"warm start: method weights from {source.name}", file=sys.stderr)
 
 
 def execute(p: Plan) -> dict:
@@ -127,6 +186,8 @@ def execute(p: Plan) -> dict:
     try:
         search_s = _search(p, model, fmt, loader, evaluate, select, history_path)
         head = attach(p.method, model, p.anatomy, tokenizer, train_head=fmt.trains_head)
+        if p.init_from:
+            _warm_start(model, head, p.init_from)
         record["params"] = params = parameter_counts(model, p.method, head)
         write_json_atomic(p.run_dir / "record.json", record)
         print(f"run {p.run_id}: {params['trainable']:,} trainable of {params['total']:,} parameters", file=sys.stderr)
@@ -253,6 +314,7 @@ def _record(p: Plan, params: dict, status: str) -> dict:
         "cost": {},
         "env": {},
         "data": p.data.fingerprint(),
+        "init_from": p.init_from.name if p.init_from else None,
     }
 
 

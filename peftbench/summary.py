@@ -4,7 +4,7 @@ from __future__ import annotations
 
 
 def print_summary(record: dict, run_dir) -> None:
-    from peftbench.results.table import format_count, render_markdown
+    from peftbench.results.render import format_count, render_markdown
 
     main = record["metrics"]["main"]
     cost = record["cost"]

@@ -16,7 +16,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from peftbench.results.table import render_markdown
+from peftbench.results.render import render_markdown
 
 QUIET = ["trainer.progress=false", "seed=0"]
 JOBS = [

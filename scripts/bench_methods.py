@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 from peftbench.config import available
-from peftbench.results.table import format_count, render_markdown
+from peftbench.results.render import format_count, render_markdown
 
 FULL_FT = {"full"}  # full fine-tuning's trainer preset (weight decay 0.1; its rate is full.yaml's)
 # Paper defaults that do not fit MiniLM-L6 (hidden 384, 6 layers): the parallel adapter's r = 512 (He et

@@ -63,6 +63,17 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(tmp_path, monkeypatc
     assert list(tmp_path.iterdir()) == [], "nothing may be written"
 
 
+@pytest.mark.parametrize(
+    ("argv", "mentions"),
+    [(["frob"], "invalid choice: 'frob'"), (["table"], "required: name"), (["list", "nothing"], "invalid choice")],
+)
+def test_command_line_mistakes_are_one_line_naming_the_help(tmp_path, argv, mentions):
+    result = peftbench(*argv, cwd=tmp_path)
+    (line,) = result.stderr.splitlines()
+    assert result.returncode == 2 and line.startswith("error: ") and mentions in line and "--help`" in line
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_unknown_table_exits_2(tmp_path):
     result = peftbench("table", "nope", cwd=tmp_path)
     assert result.returncode == 2 and "nope" in result.stderr and "Traceback" not in result.stderr

@@ -614,3 +614,21 @@ def test_staged_fewglue_reads(name):
     for rows in data.splits.values():
         assert all(row["label"] is not None for row in rows)
         assert all(isinstance(task.prompt(row), str) for row in rows)
+
+
+def test_fewglue_and_superglue_runs_of_one_config_have_different_ids(tmp_path):
+    """data.dir is not in the run id (the same files may live anywhere), so the FewGLUE subset must
+    be: otherwise a FewGLUE run would be skipped as the finished full-data run, or the reverse."""
+    from peftbench.launch import compose
+    from peftbench.run import plan
+
+    fewglue = tmp_path / "FewGLUE_32dev"
+    write_jsonl(fewglue / "CB" / "train.jsonl", [JSONL_EXAMPLES["cb"]] * 2)
+    write_jsonl(fewglue / "CB" / "dev32.jsonl", [JSONL_EXAMPLES["cb"]])
+    full = write_task(tmp_path / "superglue", "cb", [JSONL_EXAMPLES["cb"]] * 2, [JSONL_EXAMPLES["cb"]])
+    common = ["model=tiny-bert", "task=cb", "data.source=dir", f"results_dir={tmp_path / 'results'}"]
+    few = plan(compose([*common, f"data.dir={fewglue}"]))
+    whole = plan(compose([*common, f"data.dir={full}"]))
+    assert few.data.subset == "fewglue" and whole.data.subset is None
+    assert few.run_id != whole.run_id
+    assert few.data.fingerprint()["subset"] == "fewglue"

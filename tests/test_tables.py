@@ -15,7 +15,8 @@ import pytest
 from peftbench.errors import UserError
 from peftbench.results.record import iter_records
 from peftbench.results.spec import list_tables, load_spec
-from peftbench.results.table import build_table, format_count, render, render_markdown
+from peftbench.results.render import RENDERERS, format_count, render, render_markdown
+from peftbench.results.table import build_table
 
 REPO_CONF = Path(__file__).resolve().parents[1] / "conf"
 
@@ -71,10 +72,14 @@ def run(
     metric="accuracy",
     finished="2026-11-22T12:00:00+00:00",
     sample=False,
+    subset=None,
+    paper=None,
     status="complete",
     trainable_method=294912,
 ):
-    """A hand-made complete record with one metric value (a fraction)."""
+    """A hand-made complete record with one metric value (a fraction); ``subset`` is the data's
+    official subset (fewglue), ``paper`` the preset's
+    paper source."""
     if config is None:
         config = {"name": "lora", "r": 8, "alpha": 16, "targets": ["attn.q", "attn.v"]}
     return {
@@ -89,7 +94,8 @@ def run(
         "method_config": config,
         "metrics": {"best": {split: {metric: value}}, "last": {split: {metric: value - 0.1}}},
         "params": {"trainable_method": trainable_method},
-        "data": {"sample": sample},
+        "data": {"sample": sample, "subset": subset},
+        "config": {"paper": paper or {}},
     }
 
 
@@ -111,7 +117,7 @@ def test_median_of_an_odd_number_of_seeds_with_spread_n_and_difference(spec):
     assert rte.n == 3
     assert rte.paper == 73.4
     assert rte.difference == pytest.approx(-1.4)  # 72.0 - 73.4
-    assert not rte.sample
+    assert rte.caveats == ()
 
 
 def test_median_of_an_even_number_of_seeds_averages_the_middle_two(spec):
@@ -273,18 +279,19 @@ def test_model_runs_the_same_rows_on_another_model(spec):
 def test_runs_on_sample_data_fill_a_cell_only_marked(spec):
     table = build_table(spec, [run(value=0.60, sample=True)])
     rte = cell(table, "Base LoRA", "RTE")
-    assert rte.sample and rte.value == pytest.approx(60.0)
+    assert rte.caveats == ("runs on sample data (a slice of the official splits)",)
+    assert rte.value == pytest.approx(60.0)
     assert any(note.startswith("†") and "sample data" in note for note in table.notes)
     assert "60.0† ± 0.0 (n=1)" in render(table, "md")
     rte_line = next(r for r in csv.DictReader(io.StringIO(render(table, "csv"))) if r["ours"])
-    assert rte_line["sample_data"] == "true"
+    assert rte_line["caveats"] == "runs on sample data (a slice of the official splits)"
 
 
 def test_runs_on_the_official_data_take_precedence_over_sample_runs(spec):
     records = [run(value=0.60, seed=1, sample=True), run(value=0.80, seed=2)]
     table = build_table(spec, records)
     rte = cell(table, "Base LoRA", "RTE")
-    assert (rte.value, rte.n, rte.sample) == (pytest.approx(80.0), 1, False)
+    assert (rte.value, rte.n, rte.caveats) == (pytest.approx(80.0), 1, ())
     assert "†" not in render(table, "md")
 
 
@@ -294,7 +301,51 @@ def test_an_average_over_a_sample_cell_is_marked_too(spec):
         run("cola", 0.60, metric="mcc"),
         run("mnli", 0.85, split="validation_matched"),
     ]
-    assert cell(build_table(spec, records), "Base LoRA", "Avg.").sample
+    assert cell(build_table(spec, records), "Base LoRA", "Avg.").caveats == (
+        "runs on sample data (a slice of the official splits)",
+    )
+
+
+def test_fewglue_runs_are_marked_in_a_full_data_table_and_fill_a_fewglue_one(tmp_path, spec):
+    few = [run(value=0.60, seed=1, subset="fewglue")]
+    rte = cell(build_table(spec, few), "Base LoRA", "RTE")
+    assert rte.caveats == ("runs on FewGLUE's 32 training examples",)
+    fewglue_spec = write_spec(tmp_path / "few", SPEC_YAML.replace("decimals: 1\n", "decimals: 1\ndata: fewglue\n"))
+    assert fewglue_spec.data == "fewglue"
+    table = build_table(fewglue_spec, [*few, run(value=0.90, seed=2)])
+    rte = cell(table, "Base LoRA", "RTE")
+    assert (rte.value, rte.n, rte.caveats) == (pytest.approx(60.0), 1, ())  # the full-data run is left out
+    only_full = cell(build_table(fewglue_spec, [run(value=0.90, seed=2)]), "Base LoRA", "RTE")
+    assert only_full.caveats == ("runs on the full training data, not the paper's fewglue setting",)
+
+
+def test_a_preset_of_another_version_of_the_paper_is_a_caveat(spec):
+    # The toy spec is arXiv:2101.00001v3; a preset from its v1 differs, one from another paper does not count.
+    v1 = run(value=0.60, seed=1, paper={"arxiv": "2101.00001", "version": "v1"})
+    same = run(value=0.70, seed=2, paper={"arxiv": "2101.00001", "version": "v3"})
+    other = run(value=0.80, seed=3, paper={"arxiv": "1902.00751", "version": "v2"})
+    assert cell(build_table(spec, [v1]), "Base LoRA", "RTE").caveats == (
+        "runs with the hyperparameters of the paper's v1 version, not v3",
+    )
+    rte = cell(build_table(spec, [v1, same, other]), "Base LoRA", "RTE")
+    assert (rte.value, rte.n, rte.caveats) == (pytest.approx(75.0), 2, ())  # median of 70 and 80
+
+
+def test_each_caveat_gets_its_own_mark_and_footnote(spec):
+    records = [
+        run("rte", 0.60, sample=True),
+        run("cola", 0.50, metric="mcc", subset="fewglue"),
+        run("mnli", 0.80, split="validation_matched", model="roberta-base", method="full", config={"name": "full"}),
+    ]
+    table = build_table(spec, records)
+    assert table.marks == {
+        "runs on sample data (a slice of the official splits)": "†",
+        "runs on FewGLUE's 32 training examples": "‡",
+    }
+    text = render(table, "md")
+    assert "60.0† ± 0.0 (n=1)" in text and "50.0‡ ± 0.0 (n=1)" in text and "80.0 ± 0.0 (n=1) Δ -7.6" in text
+    assert "- † from runs on sample data (a slice of the official splits): not comparable with the paper's number." in text
+    assert "- ‡ from runs on FewGLUE's 32 training examples: not comparable with the paper's number." in text
 
 
 # --- rendering -------------------------------------------------------------------------------
@@ -339,11 +390,11 @@ def test_csv_parses_back_one_line_per_row_and_column(spec):
     ]
     assert float(rte["ours"]) == pytest.approx(72.0)  # median of 70, 72, 80
     assert float(rte["std"]) == pytest.approx(5.2915, abs=1e-4)  # sqrt(28), as above
-    assert [rte[key] for key in ("n", "paper", "difference", "sample_data")] == [
+    assert [rte[key] for key in ("n", "paper", "difference", "caveats")] == [
         "3",
         "73.4",
         "-1.4",  # 72.0 - 73.4
-        "false",
+        "",
     ]
     assert (rte["params"], rte["paper_params"]) == ("294912", "0.3M")
     mnli = lines[2]
@@ -357,7 +408,7 @@ def test_csv_parses_back_one_line_per_row_and_column(spec):
 
 
 def test_unknown_format_is_a_user_error(spec):
-    with pytest.raises(UserError, match="unknown table format 'pdf'; choose one of: md, csv"):
+    with pytest.raises(UserError, match="unknown table format 'pdf'; choose one of: md, csv, latex, html"):
         render(build_table(spec, []), "pdf")
 
 
@@ -386,7 +437,7 @@ def test_lora_table2_spec_loads_and_its_averages_agree_with_its_columns():
     assert (spec.statistic, spec.seeds, spec.scale) == ("median", 5, 100)
     tasks = [column.task for column in spec.columns]
     assert tasks == ["mnli", "sst2", "mrpc", "cola", "qnli", "qqp", "rte", "stsb"]
-    assert len(spec.rows) == 7
+    assert len(spec.rows) == 14
     for row in spec.rows:  # the paper's Avg. is the mean of its 8 columns, printed to 0.1
         columns = [row.paper[column.id] for column in spec.columns]
         assert sum(columns) / 8 == pytest.approx(row.paper["avg"], abs=0.051), row.label
@@ -423,6 +474,92 @@ def test_a_broken_spec_is_one_line_naming_the_file_and_the_field(tmp_path, broke
     assert "\n" not in str(caught.value)
 
 
+def test_a_column_prints_with_its_own_scale_and_decimals(tmp_path):
+    # E2E tables print BLEU as a percentage but NIST as it is (8.85), with two decimals.
+    text = SPEC_YAML.replace(
+        "  - {task: cola, metric: mcc, label: CoLA}",
+        "  - {task: cola, metric: mcc, label: CoLA}\n  - {id: nist, task: e2e, metric: nist, label: NIST, scale: 1, decimals: 2}",
+    ).replace("mnli-m: null, avg: 72.0}", "mnli-m: null, nist: 8.85, avg: 72.0}").replace("mnli-m: 87.6, avg: 76.6}", "mnli-m: 87.6, nist: null, avg: 76.6}")
+    spec = write_spec(tmp_path / "conf", text)
+    records = [run("e2e", 8.5, seed=1, metric="nist"), run("e2e", 8.7, seed=2, metric="nist"), run("rte", 0.7)]
+    table = build_table(spec, records)
+    nist = cell(table, "Base LoRA", "NIST")
+    # mean of 8.5 and 8.7 is 8.6 (median of two), unscaled; 8.60 - 8.85 = -0.25
+    assert nist.value == pytest.approx(8.6) and nist.difference == pytest.approx(-0.25)
+    assert cell(table, "Base LoRA", "RTE").value == pytest.approx(70.0)  # the spec's ×100 still
+    rendered = render(table, "md")
+    assert "8.60 ± 0.14 (n=2) Δ -0.25" in rendered and "| 8.85 " in rendered
+    assert "×100 (NIST ×1)" in rendered
+
+
+def test_latex_is_booktabs_with_escaped_text_and_our_numbers(spec):
+    records = [run(value=0.70, seed=1), run(value=0.80, seed=2), run(value=0.72, seed=3), run("cola", 0.5, metric="mcc", sample=True)]
+    text = render(build_table(spec, records), "latex")
+    lines = text.splitlines()
+    assert lines[0] == r"\begin{table}[t]" and lines[-1] == r"\end{table}"
+    assert r"\begin{tabular}{llrrrrr}" in lines  # Row, Numbers, then Params and 4 number columns
+    assert lines.index(r"\toprule") < lines.index(r"\midrule") < lines.index(r"\bottomrule")
+    body = lines[lines.index(r"\midrule") + 1 : lines.index(r"\bottomrule")]
+    rows = [line for line in body if line.endswith(r"\\")]
+    assert len(rows) == 4 and all(line.count(" & ") == 6 for line in rows)  # 2 spec rows x (paper, ours)
+    assert rows[0].startswith("Base LoRA & paper & 0.3M & 73.4 & 61.0 & -- & 72.0")
+    # 70, 72, 80: median 72.0 ± 5.3, Δ -1.4 (as in the Markdown test); the sample CoLA cell is marked.
+    assert r"72.0 $\pm$ 5.3 (n=3) $\Delta$ -1.4" in rows[1]
+    assert r"50.0\textsuperscript{\dag} $\pm$ 0.0 (n=1)" in rows[1]
+    assert r"294.9K" in rows[1]
+    assert r"A Toy Paper, arXiv:2101.00001v3" in text
+    assert r"\textsuperscript{\dag} from runs on sample data" in text
+
+
+def test_latex_escapes_special_characters(tmp_path):
+    spec = write_spec(tmp_path / "conf", SPEC_YAML.replace("title: Toy GLUE", "title: '100% of R&D_x #1 {a} $5'"))
+    text = render(build_table(spec, []), "latex")
+    assert r"\caption{100\% of R\&D\_x \#1 \{a\} \$5}" in text
+
+
+def test_html_parses_with_a_row_pair_per_spec_row_and_escapes(tmp_path):
+    from html.parser import HTMLParser
+
+    spec = write_spec(tmp_path / "conf", SPEC_YAML.replace("label: Base FT", "label: Base <FT> & co"))
+    records = [run(value=0.70, seed=1), run(value=0.80, seed=2), run(value=0.72, seed=3)]
+    text = render(build_table(spec, records), "html")
+
+    class Cells(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.rows, self.open = [], []
+
+        def handle_starttag(self, tag, attrs):
+            if tag == "tr":
+                self.rows.append([])
+            self.open.append(tag)
+
+        def handle_endtag(self, tag):
+            assert self.open.pop() == tag, f"</{tag}> closes another element"
+
+        def handle_data(self, data):
+            if self.open and self.open[-1] in ("td", "th") and self.rows:
+                self.rows[-1].append(data)
+
+    parser = Cells()
+    parser.feed(text)
+    assert parser.open == []  # every element closed, in order
+    header, *rows = parser.rows
+    assert header == ["Row", "Numbers", "Params", "RTE", "CoLA", "MNLI-m", "Avg."]
+    assert len(rows) == 4
+    assert rows[0] == ["Base LoRA", "paper", "0.3M", "73.4", "61.0", "–", "72.0"]
+    assert rows[1] == ["ours", "294.9K", "72.0 ± 5.3 (n=3) Δ -1.4", "–", "–", "–"]
+    assert rows[2][0] == "Base <FT> & co" and "Base &lt;FT&gt; &amp; co" in text
+
+
+def test_the_command_line_offers_every_format():
+    from peftbench.cli import build_parser
+
+    table = build_parser()._subparsers._group_actions[0].choices["table"]
+    (format_action,) = [a for a in table._actions if a.dest == "format"]
+    assert tuple(format_action.choices) == tuple(RENDERERS)
+
+
 # --- scale and weight ------------------------------------------------------------------------
 
 
@@ -442,7 +579,7 @@ def test_ten_thousand_records_aggregate(tmp_path, spec):
 
 def test_the_results_package_imports_no_ml_stack():
     code = (
-        "import sys, peftbench.results.record, peftbench.results.spec, peftbench.results.table;"
+        "import sys, peftbench.results.record, peftbench.results.spec, peftbench.results.table, peftbench.results.render;"
         "heavy = {'torch', 'transformers', 'datasets', 'numpy'} & set(sys.modules);"
         "sys.exit(f'imported {sorted(heavy)}' if heavy else 0)"
     )

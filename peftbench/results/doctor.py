@@ -19,6 +19,7 @@ record and weights are never touched either.
 
 from __future__ import annotations
 
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,12 +50,14 @@ def examine(root: Path, deep: bool = False) -> list[Finding]:
     return findings
 
 
-def checkpoint_problems(run_dir: Path, deep: bool = False) -> list:
+def checkpoint_problems(run_dir: str | os.PathLike, deep: bool = False) -> list:
     """Damaged checkpoints of every phase of one run (objects with ``path`` and ``reason``)."""
-    root = run_dir / "checkpoints"
-    if not root.is_dir():
+    try:
+        with os.scandir(os.path.join(run_dir, "checkpoints")) as entries:
+            phases = sorted(entry.path for entry in entries if entry.is_dir())
+    except (FileNotFoundError, NotADirectoryError):
         return []
-    return [problem for phase in sorted(root.iterdir()) if phase.is_dir() for problem in Checkpoints(phase).problems(deep)]
+    return [problem for phase in phases for problem in Checkpoints(phase).problems(deep)]
 
 
 def _examine_run(root: Path, run_dir: Path, deep: bool) -> list[Finding]:

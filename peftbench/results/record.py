@@ -129,7 +129,7 @@ def read_record(run_dir: str | os.PathLike) -> dict:
     return _parse_record(path, raw)
 
 
-def _parse_record(path: Path, raw: bytes) -> dict:
+def _parse_record(path: str | os.PathLike, raw: bytes) -> dict:
     if not raw.strip():
         raise CorruptRecord(path, "empty file")
     try:
@@ -182,15 +182,16 @@ def iter_records(
     with os.scandir(root) as entries:
         run_dirs = sorted(e.path for e in entries if e.is_dir() and not e.name.startswith("."))
     for run_dir in run_dirs:
-        path = Path(run_dir, RECORD_FILE)
+        path = os.path.join(run_dir, RECORD_FILE)  # strings, not Paths: this loop runs per record
         try:
-            raw = path.read_bytes()
+            with open(path, "rb") as handle:
+                raw = handle.read()
         except FileNotFoundError:
             continue
         except OSError as error:
             warn(CorruptRecord(path, error.strerror or str(error)))
             continue
-        for problem in checkpoint_problems(Path(run_dir)):
+        for problem in checkpoint_problems(run_dir):
             warn(problem)
         try:
             record = _parse_record(path, raw)

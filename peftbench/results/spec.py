@@ -10,10 +10,12 @@ arXiv:2106.09685v2)::
     statistic: median        # over seeds: median | mean
     seeds: 5                 # seeds the paper used (optional; ours are counted per cell)
     checkpoint: best         # which metrics of a run: best (default) | last
+    data: full               # the paper's data setting: full (default) | fewglue (32 examples)
     scale: 100               # records hold fractions (0.866), the paper prints 86.6 (default 1)
     decimals: 1              # (default 1)
     columns:                 # task x metric; split defaults to validation, id and label to task
       - {id: mnli, task: mnli, split: validation_matched, metric: accuracy, label: MNLI}
+      - {task: e2e, metric: nist, label: NIST, scale: 1, decimals: 2}   # a column's own print
     average: {label: Avg., columns: [mnli, ...]}   # or {label: Avg., note: why not recomputed}
     rows:                    # model x method variant
       - label: RoBERTa-base LoRA
@@ -38,6 +40,7 @@ import yaml
 from peftbench.errors import UserError
 
 STATISTICS = ("median", "mean")
+DATA_SETTINGS = ("full", "fewglue")
 CHECKPOINTS = ("best", "last")
 DEFAULT_SPLIT = "validation"
 DEFAULT_AVERAGE_ID = "avg"
@@ -64,13 +67,17 @@ class Source:
 
 @dataclass(frozen=True)
 class Column:
-    """One task x metric column; ``id`` keys the rows' paper values."""
+    """One task x metric column; ``id`` keys the rows' paper values. ``scale`` and ``decimals``
+    are the column's own where the paper prints it otherwise than the rest (E2E's NIST and CIDEr
+    are not percentages); None: the spec's."""
 
     id: str
     label: str
     task: str
     metric: str
     split: str
+    scale: float | None = None
+    decimals: int | None = None
 
 
 @dataclass(frozen=True)
@@ -104,6 +111,7 @@ class TableSpec:
     statistic: str
     seeds: int | None
     checkpoint: str
+    data: str  # the paper's data setting (DATA_SETTINGS); runs in another one are marked
     scale: float
     decimals: int
     columns: tuple[Column, ...]
@@ -180,7 +188,7 @@ class _SpecReader:
             data,
             "top level",
             ("title", "source", "statistic", "columns", "rows"),
-            ("seeds", "checkpoint", "scale", "decimals", "average", "notes"),
+            ("seeds", "checkpoint", "data", "scale", "decimals", "average", "notes"),
         )
         columns = self.columns(data["columns"])
         column_ids = tuple(column.id for column in columns)
@@ -198,6 +206,7 @@ class _SpecReader:
             statistic=self.choice(data["statistic"], "statistic", STATISTICS),
             seeds=None if seeds is None else self.integer(seeds, "seeds"),
             checkpoint=self.choice(data.get("checkpoint", "best"), "checkpoint", CHECKPOINTS),
+            data=self.choice(data.get("data", "full"), "data", DATA_SETTINGS),
             scale=self.number(data.get("scale", 1), "scale"),
             decimals=self.integer(data.get("decimals", 1), "decimals"),
             columns=columns,
@@ -224,7 +233,7 @@ class _SpecReader:
         columns = []
         for i, item in enumerate(value):
             where = f"columns[{i}]"
-            item = self.mapping(item, where, ("task", "metric"), ("id", "label", "split"))
+            item = self.mapping(item, where, ("task", "metric"), ("id", "label", "split", "scale", "decimals"))
             task = self.text(item["task"], f"{where}.task")
             column = Column(
                 id=self.text(item.get("id", task), f"{where}.id"),
@@ -232,6 +241,8 @@ class _SpecReader:
                 task=task,
                 metric=self.text(item["metric"], f"{where}.metric"),
                 split=self.text(item.get("split", DEFAULT_SPLIT), f"{where}.split"),
+                scale=self.number(item["scale"], f"{where}.scale") if "scale" in item else None,
+                decimals=self.integer(item["decimals"], f"{where}.decimals") if "decimals" in item else None,
             )
             if any(other.id == column.id for other in columns):
                 raise self.fail(f"{where}.id", f"{column.id!r} is used twice; give each an id")

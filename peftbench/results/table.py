@@ -4,26 +4,26 @@
 reduces each cell to the spec's statistic over seeds (one value per seed, the newest run when a
 seed was run twice) with the standard deviation and the seed count, and sets the paper's value
 and the difference beside it. ``render`` turns the result into text; each format is one function
-in ``RENDERERS``.
+in ``peftbench.results.render`` (Markdown, CSV, LaTeX with booktabs, HTML).
+
+A run made in another setting than the paper's — sample data (an embedded slice, or splits cut by
+``data.max_*_samples``), FewGLUE
+where the paper used the full data or the reverse, or a preset of another version of the paper —
+is a *caveat*: such runs fill a cell only when it has no others, and then the cell carries a mark
+(†, ‡, …) whose footnote names the caveat. Nothing is mixed into a paper's cell silently.
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 import statistics
 from dataclasses import dataclass
-from typing import Callable, Iterable, NamedTuple, Sequence
+from typing import Iterable, NamedTuple
 
-from peftbench.errors import UserError
 from peftbench.results.spec import Column, Row, TableSpec
 
-SAMPLE_MARK = "†"
-SAMPLE_NOTE = (
-    f"{SAMPLE_MARK} from runs on sample data (a slice of the official splits), "
-    "not comparable with the paper."
-)
+CAVEAT_MARKS = ("†", "‡", "§", "¶", "‖", "#")
+SAMPLE_CAVEAT = "runs on sample data (a slice of the official splits)"
 MISSING = "–"
 
 
@@ -35,7 +35,9 @@ class Cell:
     the sample standard deviation over seeds (0 for one seed; None for the average column, whose
     ``n`` is the smallest ``n`` it averages).
     ``difference`` is ours as printed minus the paper's, so that it agrees with the printed
-    numbers. ``sample`` marks a value computed from runs on sample data.
+    numbers. ``caveats`` say how the runs behind the value differ from the paper's setting
+    (empty when they do not); such a value is marked. ``decimals``: the column's own, or None for
+    the spec's.
     """
 
     value: float | None
@@ -43,7 +45,8 @@ class Cell:
     n: int
     paper: float | None
     difference: float | None
-    sample: bool
+    caveats: tuple[str, ...] = ()
+    decimals: int | None = None
 
 
 @dataclass(frozen=True)
@@ -61,13 +64,19 @@ class TableRow:
 
 @dataclass(frozen=True)
 class Table:
-    """A built table. ``model`` is set when our runs use another model than the rows name."""
+    """A built table. ``model`` is set when our runs use another model than the rows name;
+    ``marks`` maps each caveat found in a cell to its footnote mark."""
 
     spec: TableSpec
     model: str | None
     headers: tuple[str, ...]
     rows: tuple[TableRow, ...]
     notes: tuple[str, ...]
+    marks: dict[str, str]
+
+    def marked(self, cell: Cell) -> str:
+        """The marks of ``cell``'s caveats, in mark order ('' when it has none)."""
+        return "".join(sorted((self.marks[c] for c in cell.caveats), key=CAVEAT_MARKS.index))
 
 
 class _Run(NamedTuple):
@@ -79,7 +88,7 @@ class _Run(NamedTuple):
     method_config: dict
     metrics: dict  # the spec's checkpoint: {split: {metric: value}}
     trainable: float  # params.trainable_method
-    sample: bool  # data.sample
+    caveats: tuple[str, ...]  # how the run's setting differs from the paper's (_caveats)
 
 
 def build_table(spec: TableSpec, records: Iterable[dict], model: str | None = None) -> Table:
@@ -95,7 +104,7 @@ def build_table(spec: TableSpec, records: Iterable[dict], model: str | None = No
                     method_config=record["method_config"],
                     metrics=record["metrics"].get(spec.checkpoint) or {},
                     trainable=record["params"]["trainable_method"],
-                    sample=bool(record["data"].get("sample")),
+                    caveats=_caveats(spec, record),
                 )
             )
 
@@ -119,7 +128,7 @@ def build_table(spec: TableSpec, records: Iterable[dict], model: str | None = No
                     without_metric[key] = without_metric.get(key, 0) + 1
                 else:
                     scored.append((run, value))
-            cells.append(_cell(spec, scored, row.paper[column.id]))
+            cells.append(_cell(spec, column, scored, row.paper[column.id]))
         if spec.average:
             cells.append(_average_cell(spec, row, cells))
         rows.append(
@@ -127,7 +136,7 @@ def build_table(spec: TableSpec, records: Iterable[dict], model: str | None = No
                 label=row.label,
                 model=row_model,
                 method=row.method,
-                params=_median_params(row_runs),
+                params=median_params(row_runs),
                 paper_params=row.paper_params,
                 cells=tuple(cells),
             )
@@ -136,13 +145,51 @@ def build_table(spec: TableSpec, records: Iterable[dict], model: str | None = No
     headers = tuple(column.label for column in spec.columns)
     if spec.average:
         headers += (spec.average.label,)
+    marks = _marks(rows)
     return Table(
         spec=spec,
         model=model,
         headers=headers,
         rows=tuple(rows),
-        notes=_notes(spec, model, rows, without_metric),
+        notes=_notes(spec, model, rows, without_metric, marks),
+        marks=marks,
     )
+
+
+def data_caveats(record: dict, setting: str = "full") -> tuple[str, ...]:
+    """How a record's data differ from ``setting`` (the full official data, or FewGLUE's)."""
+    data = record.get("data") or {}
+    if data.get("sample"):
+        return (SAMPLE_CAVEAT,)
+    subset = data.get("subset") or "full"
+    if subset == setting:
+        return ()
+    if subset == "fewglue":
+        return ("runs on FewGLUE's 32 training examples",)
+    return (f"runs on the {subset} training data, not the paper's {setting} setting",)
+
+
+def _caveats(spec: TableSpec, record: dict) -> tuple[str, ...]:
+    """How a record's run differs from the paper's setting, one phrase per difference."""
+    found = data_caveats(record, spec.data)
+    paper = (record.get("config") or {}).get("paper") or {}
+    if paper.get("arxiv") == spec.source.arxiv and paper.get("version") not in (None, spec.source.version):
+        found += (f"runs with the hyperparameters of the paper's {paper['version']} version, not {spec.source.version}",)
+    return found
+
+
+def caveat_marks(caveats: Iterable[str]) -> dict[str, str]:
+    """A footnote mark for each caveat, in order of first appearance: †, ‡, §, ¶, ‖, #, ††, …"""
+    marks: dict[str, str] = {}
+    for caveat in caveats:
+        if caveat not in marks:
+            index = len(marks)
+            marks[caveat] = CAVEAT_MARKS[index % len(CAVEAT_MARKS)] * (1 + index // len(CAVEAT_MARKS))
+    return marks
+
+
+def _marks(rows: list[TableRow]) -> dict[str, str]:
+    return caveat_marks(c for row in rows for cell in row.cells for c in cell.caveats)
 
 
 def _matches(method_config: dict, match: dict) -> bool:
@@ -171,18 +218,20 @@ def _metric(run: _Run, column: Column) -> float | None:
     return float(value)
 
 
-def _comparable(scored: list[tuple[_Run, float]]) -> tuple[list[tuple[_Run, float]], bool]:
-    """The sample-data rule, kept here alone: runs on the official data fill a paper's cell;
-    runs on sample data (``data.sample``) fill it only when there are no others, and then the
-    cell is marked. Returns the runs to use and whether they are sample runs."""
-    official = [(run, value) for run, value in scored if not run.sample]
-    if official:
-        return official, False
-    return scored, bool(scored)
+def comparable(scored: list[tuple[object, float]]) -> tuple[list[tuple[object, float]], tuple[str, ...]]:
+    """The caveat rule, kept here alone (runs are anything with ``caveats``): runs in the paper's setting fill its cell; runs with a
+    caveat fill it only when there are no others, and then the cell carries their caveats.
+    Returns the runs to use and their caveats."""
+    clean = [(run, value) for run, value in scored if not run.caveats]
+    if clean:
+        return clean, ()
+    caveats = dict.fromkeys(c for run, _ in scored for c in run.caveats)
+    return scored, tuple(caveats)
 
 
-def _one_per_seed(scored: list[tuple[_Run, float]]) -> list[float]:
-    """One value per seed: the run that finished last (ISO 8601 UTC times compare as text)."""
+def one_per_seed(scored: list[tuple[object, float]]) -> list[float]:
+    """One value per seed (runs have ``seed`` and ``finished``): the run that finished last
+    (ISO 8601 UTC times compare as text)."""
     newest: dict = {}
     for run, value in scored:
         if run.seed not in newest or run.finished > newest[run.seed][0]:
@@ -190,21 +239,34 @@ def _one_per_seed(scored: list[tuple[_Run, float]]) -> list[float]:
     return [value for _, value in newest.values()]
 
 
-def _cell(spec: TableSpec, scored: list[tuple[_Run, float]], paper: float | None) -> Cell:
-    runs, sample = _comparable(scored)
-    values = _one_per_seed(runs)
+def reduce_over_seeds(scored: list[tuple[object, float]], statistic: str) -> tuple[float, float, int, tuple[str, ...]] | None:
+    """Scored runs -> (statistic over seeds, sample standard deviation (0 for one seed), seeds,
+    caveats), after the caveat rule and one value per seed; None when there is no run."""
+    runs, caveats = comparable(scored)
+    values = one_per_seed(runs)
     if not values:
-        return Cell(value=None, spread=None, n=0, paper=paper, difference=None, sample=False)
-    statistic = statistics.median if spec.statistic == "median" else statistics.mean
+        return None
+    reduce = statistics.median if statistic == "median" else statistics.mean
     spread = statistics.stdev(values) if len(values) > 1 else 0.0
-    value = statistic(values) * spec.scale
+    return reduce(values), spread, len(values), caveats
+
+
+def _cell(spec: TableSpec, column: Column, scored: list[tuple[_Run, float]], paper: float | None) -> Cell:
+    scale = spec.scale if column.scale is None else column.scale
+    decimals = spec.decimals if column.decimals is None else column.decimals
+    reduced = reduce_over_seeds(scored, spec.statistic)
+    if reduced is None:
+        return Cell(value=None, spread=None, n=0, paper=paper, difference=None, decimals=column.decimals)
+    value, spread, n, caveats = reduced
+    value *= scale
     return Cell(
         value=value,
-        spread=spread * spec.scale,
-        n=len(values),
+        spread=spread * scale,
+        n=n,
         paper=paper,
-        difference=_difference(value, paper, spec.decimals),
-        sample=sample,
+        difference=_difference(value, paper, decimals),
+        caveats=caveats,
+        decimals=column.decimals,
     )
 
 
@@ -214,7 +276,7 @@ def _average_cell(spec: TableSpec, row: Row, cells: list[Cell]) -> Cell:
     ids = [column.id for column in spec.columns]
     averaged = [cells[ids.index(column_id)] for column_id in spec.average.columns or ()]
     if not averaged or any(cell.value is None for cell in averaged):
-        return Cell(value=None, spread=None, n=0, paper=paper, difference=None, sample=False)
+        return Cell(value=None, spread=None, n=0, paper=paper, difference=None)
     value = statistics.mean(cell.value for cell in averaged)
     return Cell(
         value=value,
@@ -222,7 +284,7 @@ def _average_cell(spec: TableSpec, row: Row, cells: list[Cell]) -> Cell:
         n=min(cell.n for cell in averaged),
         paper=paper,
         difference=_difference(value, paper, spec.decimals),
-        sample=any(cell.sample for cell in averaged),
+        caveats=tuple(dict.fromkeys(c for cell in averaged for c in cell.caveats)),
     )
 
 
@@ -232,17 +294,16 @@ def _difference(value: float, paper: float | None, decimals: int) -> float | Non
     return round(round(value, decimals) - paper, decimals) + 0.0  # + 0.0 turns -0.0 into 0.0
 
 
-def _median_params(runs: list[_Run]) -> float | None:
+def median_params(runs: list) -> float | None:
+    """The median ``trainable`` count of ``runs`` (None for none)."""
     counts = [run.trainable for run in runs]
     return statistics.median(counts) if counts else None
 
 
 def _notes(
-    spec: TableSpec, model: str | None, rows: list[TableRow], without_metric: dict[tuple, int]
+    spec: TableSpec, model: str | None, rows: list[TableRow], without_metric: dict[tuple, int], marks: dict[str, str]
 ) -> tuple[str, ...]:
-    notes = []
-    if any(cell.sample for row in rows for cell in row.cells):
-        notes.append(SAMPLE_NOTE)
+    notes = [f"{mark} from {caveat}: not comparable with the paper's number." for caveat, mark in marks.items()]
     if model:
         notes.append(
             f"Our runs use {model} in every row; the paper's numbers are for the model the row "
@@ -260,144 +321,3 @@ def _notes(
             f"{count} run(s) of {task} have no {spec.checkpoint} {split} {metric} and fill no cell."
         )
     return tuple(notes) + spec.notes
-
-
-def format_count(count: float) -> str:
-    """A parameter count as papers print it: 294912 -> 294.9K, 125000000 -> 125.0M."""
-    if count >= 1e6:
-        return f"{count / 1e6:,.1f}M"
-    if count >= 1e3:
-        return f"{count / 1e3:.1f}K"
-    return f"{count:g}"
-
-
-def render_markdown(headers: Sequence[str], rows: Sequence[Sequence]) -> str:
-    """A GitHub-flavoured Markdown table with padded columns (no trailing newline)."""
-    lines = [[_markdown_cell(cell) for cell in headers]]
-    for row in rows:
-        if len(row) != len(headers):
-            raise ValueError(f"row has {len(row)} cells for {len(headers)} headers: {row!r}")
-        lines.append([_markdown_cell(cell) for cell in row])
-    widths = [max(len(line[i]) for line in lines) for i in range(len(headers))]
-
-    def join(cells: Sequence[str]) -> str:
-        return "| " + " | ".join(cell.ljust(width) for cell, width in zip(cells, widths)) + " |"
-
-    separator = "|" + "|".join("-" * (width + 2) for width in widths) + "|"
-    return "\n".join([join(lines[0]), separator, *map(join, lines[1:])])
-
-
-def _markdown_cell(value) -> str:
-    text = MISSING if value is None else str(value)
-    return text.replace("|", "\\|").replace("\n", " ")
-
-
-def _fixed(value: float, decimals: int) -> str:
-    return f"{value:.{decimals}f}"
-
-
-def _ours_text(cell: Cell, decimals: int) -> str:
-    """``86.1 ± 0.9 (n=3) Δ -0.5``, with the sample mark after the number when it applies."""
-    if cell.value is None:
-        return MISSING
-    text = _fixed(cell.value, decimals) + (SAMPLE_MARK if cell.sample else "")
-    if cell.spread is not None:
-        text += f" ± {_fixed(cell.spread, decimals)} (n={cell.n})"
-    if cell.difference is not None:
-        text += f" Δ {cell.difference:+.{decimals}f}"
-    return text
-
-
-def _header_lines(table: Table) -> list[str]:
-    spec = table.spec
-    paper = f"Paper: {spec.source.citation}"
-    if spec.seeds:
-        paper += f"; {spec.statistic} of {spec.seeds} seeds"
-    return [
-        f"## {spec.title}",
-        "",
-        paper + ".",
-        f"Ours: {spec.statistic} over seeds ± standard deviation (n = seeds), {spec.checkpoint} "
-        f"evaluation of each run, ×{spec.scale:g}; Δ = ours − paper.",
-    ]
-
-
-def render_md(table: Table) -> str:
-    """Two lines per row, the paper's numbers above ours, then the footnotes."""
-    decimals = table.spec.decimals
-    ours = f"ours on {table.model}" if table.model else "ours"
-    lines = []
-    for row in table.rows:
-        paper_cells = [None if c.paper is None else _fixed(c.paper, decimals) for c in row.cells]
-        our_params = None if row.params is None else format_count(row.params)
-        lines.append([row.label, "paper", row.paper_params, *paper_cells])
-        lines.append([row.label, ours, our_params, *(_ours_text(c, decimals) for c in row.cells)])
-    body = render_markdown(["Row", "Numbers", "Params", *table.headers], lines)
-    notes = [f"- {note}" for note in table.notes]
-    return "\n".join([*_header_lines(table), "", body, *([""] + notes if notes else [])]) + "\n"
-
-
-CSV_FIELDS = (
-    "row",
-    "model",
-    "method",
-    "column",
-    "task",
-    "split",
-    "metric",
-    "ours",
-    "std",
-    "n",
-    "paper",
-    "difference",
-    "sample_data",
-    "params",
-    "paper_params",
-)
-
-
-def render_csv(table: Table) -> str:
-    """One line per row and column (the average's task, split and metric are empty); numbers
-    unrounded but for float noise, empty where there is none."""
-    columns = [(c.id, c.task, c.split, c.metric) for c in table.spec.columns]
-    if table.spec.average:
-        columns.append((table.spec.average.id, "", "", ""))
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(CSV_FIELDS)
-    for row in table.rows:
-        for (column_id, task, split, metric), cell in zip(columns, row.cells):
-            writer.writerow(
-                [
-                    row.label,
-                    row.model,
-                    row.method,
-                    column_id,
-                    task,
-                    split,
-                    metric,
-                    _csv_number(cell.value),
-                    _csv_number(cell.spread),
-                    cell.n,
-                    _csv_number(cell.paper),
-                    _csv_number(cell.difference),
-                    "true" if cell.sample else "false",
-                    _csv_number(row.params),
-                    row.paper_params or "",
-                ]
-            )
-    return buffer.getvalue()
-
-
-def _csv_number(value: float | None) -> str:
-    return "" if value is None else str(round(value, 6))
-
-
-RENDERERS: dict[str, Callable[[Table], str]] = {"md": render_md, "csv": render_csv}
-
-
-def render(table: Table, fmt: str) -> str:
-    """The table as text in format ``fmt`` (a key of ``RENDERERS``), ending with a newline."""
-    if fmt not in RENDERERS:
-        raise UserError(f"unknown table format {fmt!r}; choose one of: {', '.join(RENDERERS)}")
-    return RENDERERS[fmt](table)

@@ -29,12 +29,15 @@ class TaskData:
     ``source`` is ``"dir"``, ``"hub"`` or ``"embedded"``; ``location`` is the folder, the hub id
     (``nyu-mll/glue/rte``) or the package path. ``sample`` is True when a split is a slice of
     the official split (the embedded data), so that tables never mix it into a paper's cell.
+    ``subset`` names an official reduced setting of the benchmark (``"fewglue"``: FewGLUE's 32
+    training examples), None for the full splits; it is part of the run id and tables match it.
     """
 
     splits: dict[str, list[dict]]
     source: str
     location: str
     sample: bool = False
+    subset: str | None = None
 
     def fingerprint(self) -> dict:
         """Rows per split and a sha256 over every row, in order (DESIGN §3, data fingerprint)."""
@@ -49,6 +52,7 @@ class TaskData:
             "source": self.source,
             "location": self.location,
             "sample": self.sample,
+            "subset": self.subset,
             "rows": {name: len(rows) for name, rows in sorted(self.splits.items())},
             "sha256": digest.hexdigest(),
         }

@@ -285,10 +285,10 @@ def load_superglue(name: str, source: str, data_dir: str | os.PathLike | None = 
     if source == "dir":
         folder = _task_folder(spec, data_dir)
         splits, layout = _read_task_folder(name, spec, folder)
-        location = str(folder)
         if layout == "fewglue":
-            location += " (FewGLUE_32dev layout: dev32.jsonl as validation)"
-        return TaskData(splits=splits, source="dir", location=location)
+            return TaskData(splits=splits, source="dir", location=f"{folder} (FewGLUE_32dev layout: dev32.jsonl as validation)",
+                            subset="fewglue")  # fmt: skip
+        return TaskData(splits=splits, source="dir", location=str(folder))
     if source == "hub":
         return _load_from_hub(name, spec)
     if source == "embedded":

@@ -3,10 +3,13 @@
 ``<run>/checkpoints/<phase>/step-00000120/`` holds ``tensors.safetensors`` (the trainable
 parameters, the optimiser's moments, the RNG and data-order generator states) and ``state.json``
 (step, epoch, batches consumed in the epoch, scheduler, optimiser hyper-parameters, the
-evaluations so far, cost counters, the SHA-256 of the tensors file). Tensors go through
+evaluations so far, cost counters, the size and SHA-256 of the tensors file). Tensors go through
 safetensors only, never pickle. A checkpoint is written in a hidden ``.step-….tmp`` folder and
 renamed into place, so a folder named ``step-N`` is whole unless something damaged it later; a
-damaged one is reported and passed over, and resume falls back to the one before.
+damaged one is reported and passed over, and resume falls back to the one before. The quick
+check (``peftbench table`` makes it for every run) reads state.json and compares the tensors
+file's size with the one recorded; the deep one (``peftbench doctor --deep``) also checks the
+safetensors structure and the checksum.
 
 Pruning keeps the newest ``keep`` checkpoints and the one of the best evaluation (its parameters
 are the run's best weights). Nothing here imports torch at module level: ``peftbench doctor`` and
@@ -27,6 +30,7 @@ from typing import Callable
 from peftbench.integrity import safetensors_problem
 
 TENSORS, STATE = "tensors.safetensors", "state.json"
+FORMAT = 2  # of state.json; a checkpoint of another format is passed over (the run starts afresh)
 _NAME = re.compile(r"^step-(\d{8})$")
 
 
@@ -48,9 +52,11 @@ class Checkpoints:
 
     def steps(self) -> list[int]:
         """Steps of the checkpoint folders present (whole or not), ascending."""
-        if not self.directory.is_dir():
+        try:
+            with os.scandir(self.directory) as entries:
+                found = [_NAME.match(entry.name) for entry in entries if entry.is_dir()]
+        except (FileNotFoundError, NotADirectoryError):
             return []
-        found = (_NAME.match(entry.name) for entry in self.directory.iterdir() if entry.is_dir())
         return sorted(int(match.group(1)) for match in found if match)
 
     def save(self, step: int, tensors: dict, state: dict) -> None:
@@ -65,7 +71,8 @@ class Checkpoints:
         temporary.mkdir(parents=True)
         try:
             write_bytes_atomic(temporary / TENSORS, data)
-            document = {**state, "step": step, "tensors_sha256": hashlib.sha256(data).hexdigest()}
+            document = {**state, "format": FORMAT, "step": step, "tensors_bytes": len(data),
+                        "tensors_sha256": hashlib.sha256(data).hexdigest()}  # fmt: skip
             write_bytes_atomic(temporary / STATE, (json.dumps(document) + "\n").encode())
             final = self.path(step)
             if final.exists():
@@ -104,31 +111,48 @@ class Checkpoints:
         return None
 
     def problem(self, step: int, deep: bool) -> Problem | None:
-        """Why checkpoint ``step`` is not whole (structure; with ``deep``, the checksum too)."""
-        folder = self.path(step)
+        """Why checkpoint ``step`` is not whole: state.json and the tensors file's size (quick);
+        with ``deep``, the safetensors structure and the checksum too."""
+        folder = os.path.join(self.directory, f"step-{step:08d}")  # strings: table checks every run's
+        state_path, tensors_path = os.path.join(folder, STATE), os.path.join(folder, TENSORS)
         try:
-            state = json.loads((folder / STATE).read_text())
+            with open(state_path, "rb") as handle:
+                state = json.loads(handle.read())
         except FileNotFoundError:
-            return Problem(folder / STATE, "missing")
+            return Problem(Path(state_path), "missing")
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-            return Problem(folder / STATE, f"unreadable ({type(error).__name__})")
-        if not isinstance(state, dict) or not {"step", "tensors_sha256", "best_step"} <= set(state):
-            return Problem(folder / STATE, "not a checkpoint state")
-        reason = safetensors_problem(folder / TENSORS)
-        if reason:
-            return Problem(folder / TENSORS, reason)
+            return Problem(Path(state_path), f"unreadable ({type(error).__name__})")
+        if not isinstance(state, dict) or not {"step", "tensors_bytes", "tensors_sha256", "best_step"} <= set(state):
+            return Problem(Path(state_path), "not a checkpoint state")
+        if state.get("format") != FORMAT:
+            return Problem(Path(state_path), f"format {state.get('format')}, written by another peftbench version")
+        try:
+            size = os.stat(tensors_path).st_size
+        except FileNotFoundError:
+            return Problem(Path(tensors_path), "missing")
+        if size != state["tensors_bytes"]:
+            cut = " (truncated)" if size < state["tensors_bytes"] else ""
+            return Problem(Path(tensors_path), f"{size} bytes where state.json records {state['tensors_bytes']}{cut}")
         if deep:
-            digest = hashlib.sha256((folder / TENSORS).read_bytes()).hexdigest()
+            reason = safetensors_problem(tensors_path)
+            if reason:
+                return Problem(Path(tensors_path), reason)
+            with open(tensors_path, "rb") as handle:
+                digest = hashlib.sha256(handle.read()).hexdigest()
             if digest != state["tensors_sha256"]:
-                return Problem(folder / TENSORS, "contents differ from the checksum in state.json")
+                return Problem(Path(tensors_path), "contents differ from the checksum in state.json")
         return None
 
     def problems(self, deep: bool = False) -> list[Problem]:
         """Every damaged checkpoint and every leftover temporary folder."""
-        found = [p for p in (self.problem(step, deep) for step in self.steps()) if p]
-        if self.directory.is_dir():
-            found += [Problem(e, "unfinished checkpoint write") for e in self.directory.iterdir() if e.name.endswith(".tmp")]
-        return found
+        try:
+            with os.scandir(self.directory) as entries:
+                names = sorted(entry.name for entry in entries)
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        unfinished = [Problem(self.directory / name, "unfinished checkpoint write") for name in names if name.endswith(".tmp")]
+        steps = (int(match.group(1)) for match in map(_NAME.match, names) if match)
+        return [p for p in (self.problem(step, deep) for step in steps) if p] + unfinished
 
     def prune(self, best: int | None, keep: int | None = None) -> None:
         """Remove all but the newest ``keep`` checkpoints and the ``best`` one."""

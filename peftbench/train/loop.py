@@ -254,11 +254,15 @@ def _snapshot(trainable: dict, optimizer, sampler, consumed: int) -> tuple[dict,
     sampler_state = sampler.state_dict(consumed)
     tensors["sampler.generator"] = sampler_state.pop("generator")
     python_state, numpy_state = random.getstate(), np.random.get_state()
+    # The Mersenne Twister words go with the tensors, so that state.json stays small and quick to
+    # check (``peftbench table`` checks every run's checkpoints).
+    tensors["rng.python"] = torch.tensor(python_state[1], dtype=torch.int64)
+    tensors["rng.numpy"] = torch.from_numpy(numpy_state[1].astype(np.int64))
     document = {
         "optimizer_groups": optimizer_state["param_groups"],
         "sampler": sampler_state,
-        "python_rng": [python_state[0], list(python_state[1]), python_state[2]],
-        "numpy_rng": [numpy_state[0], numpy_state[1].tolist(), *numpy_state[2:]],
+        "python_rng": [python_state[0], python_state[2]],
+        "numpy_rng": [numpy_state[0], *numpy_state[2:]],
     }
     return tensors, document
 
@@ -294,8 +298,8 @@ def _set_rng_states(tensors: dict, python_rng: list, numpy_rng: list) -> None:
     torch.set_rng_state(tensors["rng.torch"])
     if "rng.cuda" in tensors and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(list(tensors["rng.cuda"]))
-    random.setstate((python_rng[0], tuple(python_rng[1]), python_rng[2]))
-    np.random.set_state((numpy_rng[0], np.array(numpy_rng[1], dtype=np.uint32), *numpy_rng[2:]))
+    random.setstate((python_rng[0], tuple(tensors["rng.python"].tolist()), python_rng[1]))
+    np.random.set_state((numpy_rng[0], tensors["rng.numpy"].numpy().astype(np.uint32), *numpy_rng[1:]))
 
 
 class _Progress:

@@ -1,0 +1,555 @@
+"""The papers' figures from run records: LoRA's rank sweep and the efficiency frontier.
+
+Two steps, kept apart. ``rank_sweep`` and ``frontier`` reduce records to a ``Plot`` (panels of
+series of points: plain data that tests check); ``draw`` turns a ``Plot`` into a PNG or SVG file.
+Each point reduces its runs over seeds as the tables do (``peftbench.results.table``): one value
+per seed (the newest run), the median or mean, the sample standard deviation. Runs with a caveat
+(sample data, a reduced training subset) make a point only where no full-data runs exist, and
+such points carry the tables' footnote marks (†); the two are never mixed in one point.
+
+matplotlib (and with it numpy) is imported inside ``draw`` only, so that ``results`` stays free
+of the numeric stack.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import statistics
+import textwrap
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, NamedTuple
+
+from peftbench.errors import UserError
+from peftbench.results.record import write_bytes_atomic
+from peftbench.results.render import format_count
+from peftbench.results.table import caveat_marks, comparable, data_caveats, median_params, reduce_over_seeds
+
+FORMATS = ("png", "svg")
+# The LoRA paper's names for the attention projections (Hu et al. 2021, §7.1, Table 5), in its order.
+WEIGHT_NAMES = {"attn.q": "Wq", "attn.k": "Wk", "attn.v": "Wv", "attn.o": "Wo"}
+
+
+@dataclass(frozen=True)
+class Point:
+    """One plotted point: ``value`` is the statistic over seeds of the chosen metric (as recorded,
+    e.g. 0.866 for 86.6% accuracy), ``spread`` the sample standard deviation over seeds (0 for
+    one seed), ``n`` the seed count. ``x`` is the rank r (rank sweep) or the median trainable
+    method parameters (frontier). ``caveats`` say how the runs differ from a full-data run
+    (empty when they do not). Frontier points also have a ``label`` and the median peak
+    ``memory`` in MB (None where the records have none)."""
+
+    x: float
+    value: float
+    spread: float
+    n: int
+    caveats: tuple[str, ...] = ()
+    label: str = ""
+    memory: float | None = None
+
+
+@dataclass(frozen=True)
+class Series:
+    """A line (rank sweep: one weight-type set) or a colour (frontier: one method); points by x."""
+
+    label: str
+    points: tuple[Point, ...]
+
+
+@dataclass(frozen=True)
+class Panel:
+    """One (model, task) and the metric plotted on its y axis. ``frontier`` (frontier plots only)
+    holds the Pareto-optimal points of the panel, by parameters."""
+
+    model: str
+    task: str
+    split: str
+    metric: str
+    series: tuple[Series, ...]
+    frontier: tuple[Point, ...] = ()
+
+
+@dataclass(frozen=True)
+class Plot:
+    """What ``draw`` draws. ``marks`` maps each caveat found in a point to its footnote mark;
+    ``unscored`` counts the matching runs that have no value for the metric."""
+
+    kind: str
+    statistic: str
+    panels: tuple[Panel, ...]
+    marks: dict[str, str]
+    unscored: int = 0
+
+    def marked(self, caveats: Iterable[str]) -> str:
+        """The marks of ``caveats`` ('' when there are none)."""
+        return "".join(self.marks[caveat] for caveat in caveats)
+
+
+class _Run(NamedTuple):
+    """What a plot needs of one complete record. ``seed``, ``finished`` and ``caveats`` (and
+    ``trainable``) are the fields the tables' seed and caveat rules read."""
+
+    model: str
+    task: str
+    method: str
+    seed: object
+    finished: str
+    method_config: dict
+    split: str
+    metric: str
+    value: float
+    trainable: float | None
+    memory: float | None
+    caveats: tuple[str, ...]
+
+
+# --- records -> runs -----------------------------------------------------------------------------
+
+
+def output_format(out: Path) -> str:
+    """``png`` or ``svg`` from ``out``'s extension; a ``UserError`` for anything else, or when
+    the folder it goes in does not exist. Checked before any record is read."""
+    fmt = out.suffix.lower().lstrip(".")
+    if fmt not in FORMATS:
+        raise UserError(f"cannot write a plot to {out}; pass an --out ending in .png or .svg")
+    if not out.parent.is_dir():
+        raise UserError(f"folder {out.parent} does not exist; create it or pass another --out")
+    return fmt
+
+
+def parse_metric(metric: str | None) -> tuple[str | None, str | None]:
+    """``--metric``: ``NAME`` (on the split of the task's main metric) or ``SPLIT/NAME``."""
+    if metric is None:
+        return None, None
+    split, _, name = metric.rpartition("/")
+    if not name:
+        raise UserError(f"--metric {metric!r} names no metric; pass NAME or SPLIT/NAME, e.g. accuracy")
+    return split or None, name
+
+
+def _score(record: dict, split: str | None, metric: str | None) -> tuple[str, str, float] | None:
+    """(split, metric, value) of the record's best checkpoint: the task's main metric unless
+    ``metric`` is given; None where the record has no finite value for it."""
+    metrics = record.get("metrics") or {}
+    main = metrics.get("main") or {}
+    if metric is None:
+        split, metric, value = main.get("split"), main.get("metric"), main.get("value")
+    else:
+        split = split or main.get("split")
+        value = ((metrics.get("best") or {}).get(split) or {}).get(metric)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return split, metric, float(value)
+
+
+def _number(value) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+class _Scan(NamedTuple):
+    """What a scan of the records found: the scored runs; how many matching runs have no value
+    for the metric, and one of them (to say which metrics they do have); and the (model, task)
+    pairs of runs of the method that the model and task filters left out."""
+
+    runs: list[_Run]
+    unscored: int
+    unscored_example: dict | None
+    elsewhere: set[tuple[str, str]]
+
+
+def _scan(records: Iterable[dict], method, model, task, metric) -> _Scan:
+    """The complete runs of ``method`` on ``model`` and ``task`` (None: any) with their score."""
+    split, name = parse_metric(metric)
+    runs, unscored, example, elsewhere = [], 0, None, set()
+    for record in records:
+        if record.get("status") != "complete" or (method and record["method"] != method):
+            continue
+        if (model and record["model"] != model) or (task and record["task"] != task):
+            elsewhere.add((record["model"], record["task"]))
+            continue
+        score = _score(record, split, name)
+        if score is None:
+            unscored += 1
+            example = example or record
+            continue
+        params, cost = record.get("params") or {}, record.get("cost") or {}
+        runs.append(
+            _Run(
+                model=record["model"],
+                task=record["task"],
+                method=record["method"],
+                seed=record["seed"],
+                finished=record.get("finished") or "",
+                method_config=record["method_config"],
+                split=score[0],
+                metric=score[1],
+                value=score[2],
+                trainable=_number(params.get("trainable_method")),
+                memory=_number(cost.get("peak_memory_mb")),
+                caveats=data_caveats(record),
+            )
+        )
+    return _Scan(runs, unscored, example, elsewhere)
+
+
+def _reduce(runs: list[_Run], statistic: str, x: float, **extra) -> Point:
+    """The runs of one point -> the point: the tables' caveat rule (full-data runs where there
+    are any), one value per seed (the newest run), the statistic and the sample std over seeds."""
+    value, spread, n, caveats = reduce_over_seeds([(run, run.value) for run in runs], statistic)
+    return Point(x, value, spread, n, caveats, **extra)
+
+
+# --- labels --------------------------------------------------------------------------------------
+
+
+def weight_types(targets) -> str:
+    """A LoRA target set as the paper names it: ``[attn.v, attn.q]`` -> ``Wq, Wv`` (the
+    attention projections in the paper's order, any other role by its name after them)."""
+    if not isinstance(targets, (list, tuple)):
+        return str(targets)
+    return ", ".join(WEIGHT_NAMES.get(role, role) for role in sorted(targets, key=_role_order))
+
+
+def _role_order(role: str) -> tuple:
+    names = list(WEIGHT_NAMES)
+    return (names.index(role), "") if role in names else (len(names), role)
+
+
+def _canonical(value) -> str:
+    """A config value as comparable text; lists in any order are the same (as the tables match)."""
+    if isinstance(value, list):
+        value = sorted(value, key=lambda item: json.dumps(item, sort_keys=True))
+    return json.dumps(value, sort_keys=True)
+
+
+def _variant_key(method_config: dict, ignore: tuple[str, ...]) -> tuple:
+    return tuple(sorted((k, _canonical(v)) for k, v in method_config.items() if k not in ignore))
+
+
+def _differing(configs: list[dict], ignore: tuple[str, ...]) -> list[str]:
+    """The fields, in config order, whose value is not the same in every one of ``configs``."""
+    fields = list(dict.fromkeys(k for config in configs for k in config if k not in ignore))
+    missing = object()
+    return [
+        field
+        for field in fields
+        if len({_canonical(c[field]) if field in c else missing for c in configs}) > 1
+    ]
+
+
+def _field_text(config: dict, field: str) -> str:
+    if field not in config:
+        return f"no {field}"
+    value = config[field]
+    if field == "targets":
+        return weight_types(value)
+    return f"{field}={value:g}" if isinstance(value, float) else f"{field}={value}"
+
+
+# --- rank sweep ----------------------------------------------------------------------------------
+
+
+def rank_sweep(
+    records: Iterable[dict],
+    *,
+    model: str | None = None,
+    task: str | None = None,
+    metric: str | None = None,
+    statistic: str = "median",
+    where: str = "the records",
+) -> Plot:
+    """LoRA's rank and weight-type study (Hu et al. 2021, arXiv 2106.09685, Table 6; Table 5's
+    weight types): for each (model, task), the score of complete ``lora`` runs against the rank
+    r, one series per target set (``method_config.targets``, labelled "Wq, Wv"). Runs that
+    differ in another config field (alpha, dropout) form series of their own, labelled with it.
+    Points are ordered by r."""
+    scan = _scan(records, "lora", model, task, metric)
+    runs = [run for run in scan.runs if isinstance(run.method_config.get("r"), int) and run.method_config["r"] > 0]
+    if not runs:
+        _nothing_to_plot("rank_sweep", scan, model, task, metric, where)
+    panels = []
+    for (model_, task_, split, metric_), panel_runs in _by_panel(runs).items():
+        groups: dict[tuple, list[_Run]] = {}
+        for run in panel_runs:
+            groups.setdefault(_variant_key(run.method_config, ("name", "r")), []).append(run)
+        configs = [group[0].method_config for group in groups.values()]
+        other_fields = _differing(configs, ("name", "r", "targets"))
+        series = []
+        for group in groups.values():
+            config = group[0].method_config
+            label = weight_types(config.get("targets"))
+            if other_fields:
+                label += " · " + " ".join(_field_text(config, field) for field in other_fields)
+            by_rank: dict[int, list[_Run]] = {}
+            for run in group:
+                by_rank.setdefault(run.method_config["r"], []).append(run)
+            points = tuple(_reduce(by_rank[r], statistic, r) for r in sorted(by_rank))
+            series.append((_series_order(config.get("targets"), label), Series(label, points)))
+        series.sort(key=lambda item: item[0])
+        panels.append(Panel(model_, task_, split, metric_, tuple(s for _, s in series)))
+    return _plot("rank_sweep", statistic, panels, scan.unscored)
+
+
+def _series_order(targets, label: str) -> tuple:
+    """Fewer weight types first, then the paper's order (Wq before Wk, Wv, Wo), as in Table 5."""
+    if not isinstance(targets, (list, tuple)):
+        return (math.inf, (), label)
+    return (len(targets), tuple(sorted(_role_order(role) for role in targets)), label)
+
+
+# --- efficiency frontier -------------------------------------------------------------------------
+
+
+def frontier(
+    records: Iterable[dict],
+    *,
+    model: str | None = None,
+    task: str | None = None,
+    metric: str | None = None,
+    statistic: str = "median",
+    where: str = "the records",
+) -> Plot:
+    """The efficiency frontier, as in Compacter's Figure 1 (Karimi Mahabadi et al. 2021: score
+    against trainable parameters on a log axis, marker area for memory): for each (model, task),
+    one point per method variant (method and ``method_config``) at its median
+    ``params.trainable_method``, with its median ``cost.peak_memory_mb``, labelled with the
+    method and the config fields that tell its variants apart (``lora r=8``); one series per
+    method; and the Pareto frontier (``pareto``)."""
+    scan = _scan(records, None, model, task, metric)
+    runs = [run for run in scan.runs if run.trainable is not None]
+    if not runs:
+        _nothing_to_plot("frontier", scan, model, task, metric, where)
+    panels = []
+    for (model_, task_, split, metric_), panel_runs in _by_panel(runs).items():
+        by_method: dict[str, dict[tuple, list[_Run]]] = {}
+        for run in panel_runs:
+            variants = by_method.setdefault(run.method, {})
+            variants.setdefault(_variant_key(run.method_config, ("name",)), []).append(run)
+        series = []
+        for method in sorted(by_method):
+            variants = list(by_method[method].values())
+            fields = _differing([variant[0].method_config for variant in variants], ("name",))
+            points = [_variant_point(method, variant, fields, statistic) for variant in variants]
+            series.append(Series(method, tuple(sorted(points, key=lambda p: (p.x, p.label)))))
+        every_point = [point for s in series for point in s.points]
+        panels.append(Panel(model_, task_, split, metric_, tuple(series), tuple(pareto(every_point))))
+    return _plot("frontier", statistic, panels, scan.unscored)
+
+
+def _variant_point(method: str, runs: list[_Run], fields: list[str], statistic: str) -> Point:
+    """One method variant's point; parameters and memory are the medians over the runs used."""
+    used, _ = comparable([(run, run.value) for run in runs])
+    used_runs = [run for run, _ in used]
+    memories = [run.memory for run in used_runs if run.memory is not None]
+    config = runs[0].method_config
+    label = " ".join([method, *(_field_text(config, field) for field in fields)])
+    return _reduce(
+        used_runs,
+        statistic,
+        median_params(used_runs),
+        label=label,
+        memory=statistics.median(memories) if memories else None,
+    )
+
+
+def pareto(points: list[Point]) -> list[Point]:
+    """The Pareto frontier: the points with the best score for at most that many parameters,
+    by parameters. A point is on it when it scores higher than every point with as many
+    parameters or fewer. Points with a caveat are compared among themselves only, and only
+    where a panel has no full-data points: sample data and full data are not one scale."""
+    clean = [point for point in points if not point.caveats]
+    candidates = sorted(clean or points, key=lambda p: (p.x, -p.value))
+    front, best = [], -math.inf
+    for point in candidates:
+        if point.value > best:
+            front.append(point)
+            best = point.value
+    return front
+
+
+# --- shared --------------------------------------------------------------------------------------
+
+
+def _by_panel(runs: list[_Run]) -> dict[tuple, list[_Run]]:
+    """Runs grouped by (model, task, split, metric), in that order."""
+    panels: dict[tuple, list[_Run]] = {}
+    for run in runs:
+        panels.setdefault((run.model, run.task, run.split, run.metric), []).append(run)
+    return dict(sorted(panels.items()))
+
+
+def _plot(kind: str, statistic: str, panels: list[Panel], unscored: int) -> Plot:
+    points = [point for panel in panels for s in panel.series for point in s.points]
+    marks = caveat_marks(c for point in points for c in point.caveats)
+    return Plot(kind, statistic, tuple(panels), marks, unscored)
+
+
+def _nothing_to_plot(kind: str, scan: _Scan, model, task, metric, where: str) -> None:
+    """The ``UserError`` for an empty plot: which runs were looked for, and how to make them."""
+    scope = "".join([f" of {model}" if model else "", f" on {task}" if task else ""])
+    looked_for = f"complete lora runs{scope}" if kind == "rank_sweep" else f"complete runs{scope}"
+    if scan.unscored:
+        best = (scan.unscored_example.get("metrics") or {}).get("best") or {}
+        have = sorted(f"{split}/{name}" for split, values in best.items() for name in values or {})
+        wanted = f"--metric {metric}" if metric else "the task's main metric"
+        raise UserError(
+            f"{scan.unscored} {looked_for} in {where}, none with a value for {wanted}; "
+            f"pass a --metric they have: {', '.join(have) or 'none recorded'}"
+        )
+    if scan.elsewhere:
+        pairs = ", ".join(f"{m} on {t}" for m, t in sorted(scan.elsewhere))
+        which = "lora runs" if kind == "rank_sweep" else "runs"
+        raise UserError(f"no {looked_for} in {where}; it has {which} of {pairs}: pass one as --model/--task")
+    overrides = "".join([f" model={model}" if model else "", f" task={task}" if task else ""])
+    sweep = "method=lora method.r=1,2,4,8" if kind == "rank_sweep" else "method=lora,bitfit,houlsby"
+    raise UserError(
+        f"no {looked_for} in {where}; run `peftbench run -m {sweep}{overrides} seed=1,2,3` "
+        "(or pass --results DIR)"
+    )
+
+
+# --- drawing -------------------------------------------------------------------------------------
+
+TITLES = {
+    "rank_sweep": "LoRA: score against rank r per weight-type set (Hu et al. 2021, Table 6)",
+    "frontier": "Efficiency frontier: score against trainable parameters, "
+    "marker area ∝ peak memory (cf. Compacter, Figure 1)",
+}
+MAX_AREA = 300.0  # points², the largest memory's marker on a frontier panel
+MIN_AREA = 12.0
+
+
+def draw(plot: Plot, out: Path) -> None:
+    """Write ``plot`` to ``out``, PNG or SVG by its extension, atomically; one panel per
+    (model, task), at most three to a row. SVG keeps its text as text (searchable, editable)."""
+    fmt = output_format(out)
+    import matplotlib
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    count = len(plot.panels)
+    columns = min(count, 3)
+    rows = math.ceil(count / columns)
+    style = {"svg.fonttype": "none", "svg.hashsalt": "peftbench", "font.size": 9}
+    with matplotlib.rc_context(style):
+        width = max(5.4 * columns, 7.0)
+        figure = Figure(figsize=(width, 4.4 * rows + 0.6), layout="constrained")
+        FigureCanvasAgg(figure)
+        axes = figure.subplots(rows, columns, squeeze=False).ravel()
+        draw_panel = _draw_rank_sweep if plot.kind == "rank_sweep" else _draw_frontier
+        for index, (ax, panel) in enumerate(zip(axes, plot.panels)):
+            draw_panel(ax, panel, plot, index)
+        for ax in axes[count:]:
+            ax.set_visible(False)
+        lines = [TITLES[plot.kind], *_footnotes(plot)]
+        figure.suptitle("\n".join(textwrap.fill(line, int(width * 12), break_on_hyphens=False) for line in lines), fontsize=10)
+        buffer = io.BytesIO()
+        figure.savefig(buffer, format=fmt, dpi=150, metadata={"Date": None} if fmt == "svg" else None)
+    write_bytes_atomic(out, buffer.getvalue())
+
+
+def _footnotes(plot: Plot) -> list[str]:
+    notes = [f"{mark} from {caveat}, kept apart from full-data runs" for caveat, mark in plot.marks.items()]
+    if plot.marks and plot.kind == "rank_sweep":
+        notes[-1] += " (hollow markers)"
+    return notes
+
+
+def _y_label(panel: Panel, plot: Plot) -> str:
+    return f"{panel.metric} ({panel.split}), {plot.statistic} over seeds ± std"
+
+
+def _draw_rank_sweep(ax, panel: Panel, plot: Plot, index: int) -> None:
+    """One line with error bars per weight-type set; x on a log2 axis with a tick at each rank."""
+    from matplotlib.ticker import NullLocator
+
+    for number, series in enumerate(panel.series):
+        xs = [point.x for point in series.points]
+        caveats = dict.fromkeys(c for point in series.points for c in point.caveats)
+        bars = ax.errorbar(
+            xs,
+            [point.value for point in series.points],
+            yerr=[point.spread for point in series.points],
+            marker="o",
+            capsize=3,
+            label=series.label + plot.marked(caveats),
+        )
+        line = bars.lines[0]
+        line.set_gid(f"series-{index}-{number}")
+        marked = [point for point in series.points if point.caveats]
+        if marked:  # hollow markers for points from runs with a caveat
+            ax.plot(
+                [point.x for point in marked],
+                [point.value for point in marked],
+                linestyle="none",
+                marker="o",
+                markerfacecolor="white",
+                markeredgecolor=line.get_color(),
+                zorder=3,
+            )
+    ranks = sorted({point.x for series in panel.series for point in series.points})
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(ranks, [f"{rank:g}" for rank in ranks])
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.set_xlabel("LoRA rank r")
+    ax.set_ylabel(_y_label(panel, plot))
+    ax.set_title(f"{panel.model} · {panel.task}")
+    ax.grid(alpha=0.3)
+    ax.legend(title="weight types", fontsize=8)
+
+
+def _draw_frontier(ax, panel: Panel, plot: Plot, index: int) -> None:
+    """Each method's variants as sized, labelled markers with error bars; the Pareto frontier as
+    a step line (the best score stays until a point with more parameters beats it)."""
+    from matplotlib.ticker import FuncFormatter
+
+    points = [point for series in panel.series for point in series.points]
+    largest = max((point.memory for point in points if point.memory is not None), default=None)
+
+    def area(memory: float | None) -> float:
+        if memory is None or not largest:
+            return 40.0
+        return max(MIN_AREA, MAX_AREA * memory / largest)
+
+    for number, series in enumerate(panel.series):
+        xs = [point.x for point in series.points]
+        ys = [point.value for point in series.points]
+        dots = ax.scatter(xs, ys, s=[area(p.memory) for p in series.points], alpha=0.7)
+        dots.set_gid(f"points-{index}-{number}")
+        color = dots.get_facecolor()[0]
+        ax.scatter([], [], s=40, color=color, alpha=0.7, label=series.label)  # a legend key of one size
+        ax.errorbar(xs, ys, yerr=[p.spread for p in series.points], fmt="none", ecolor=color, capsize=2)
+        for point in series.points:
+            ax.annotate(
+                point.label + plot.marked(point.caveats),
+                (point.x, point.value),
+                xytext=(5, 4),
+                textcoords="offset points",
+                fontsize=7,
+            )
+    steps = ax.step(
+        [p.x for p in panel.frontier],
+        [p.value for p in panel.frontier],
+        where="post",
+        color="black",
+        linewidth=1,
+        label="Pareto frontier",
+    )
+    steps[0].set_gid(f"pareto-{index}")
+    if largest:  # a key for the marker areas: the smallest and the largest memory
+        smallest = min(point.memory for point in points if point.memory is not None)
+        for memory in sorted({smallest, largest}):
+            ax.scatter([], [], s=area(memory), color="grey", alpha=0.4, label=f"{memory:,.0f} MB peak")
+    if any(point.x <= 0 for point in points):  # e.g. a head-only run: 0 parameters of its own
+        ax.set_xscale("symlog", linthresh=1)
+    else:
+        ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: format_count(value)))
+    ax.margins(x=0.15, y=0.08)  # room for the labels of the outermost points
+    ax.set_xlabel("trainable method parameters")
+    ax.set_ylabel(_y_label(panel, plot))
+    ax.set_title(f"{panel.model} · {panel.task}")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, markerscale=0.6)
