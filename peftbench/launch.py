@@ -8,11 +8,19 @@ impossible value in any job of a sweep exits with status 2 and one line, and not
 Each job holds its run's lock (``peftbench.results.lock``) while it trains: a second process on
 the same run says who holds it and moves on (exit status 3 for a single run), or waits for it
 with ``--wait`` and then finds the run complete.
+
+A sweep expands as Hydra's sweeper does: the ``hydra.sweeper.params`` of the config that the
+fixed overrides compose (an experiment preset may set them), then the command line's sweeps. Its
+jobs run wherever the launcher puts them (this process, joblib workers, submitit jobs), so a job
+that fails on bad input prints its line and returns rather than exiting its worker, and the
+sweep's outcome is read back from the run records: one line per run, then exit status 2 when a
+run failed. A sweep whose runs are all complete already launches nothing.
 """
 
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 from peftbench.config import CONF_DIR, GROUPS, available, register_configs
 from peftbench.errors import UserError
@@ -28,10 +36,15 @@ def launch(argv: list[str]) -> None:
     register_configs()
     wait = WAIT_FLAG in argv
     argv = [a for a in argv if a != WAIT_FLAG]
+    multirun = any(a in MULTIRUN_FLAGS for a in argv)
     overrides = [a for a in argv if not a.startswith("-")]
+    sweep = None
     if not any(a in {"-h", "--help", "--hydra-help", "-c", "--cfg", "--info"} for a in argv):
-        for job in jobs(overrides):
-            plan_job(job)
+        run_dirs = [plan_job(job).run_dir for job in jobs(overrides, multirun=multirun)]
+        sweep = Sweep(run_dirs) if multirun else None
+    if sweep and len(sweep.done_before) == len(sweep.run_dirs):  # nothing to launch
+        sweep.report()
+        return
 
     @hydra.main(config_path=str(CONF_DIR), config_name="config", version_base=None)
     def run_job(cfg) -> None:
@@ -41,19 +54,41 @@ def launch(argv: list[str]) -> None:
             _run_job(cfg, wait)
         except UserError as error:
             print(f"error: {error}", file=sys.stderr)
-            sys.exit(2)
+            if not multirun:  # in a sweep the other jobs go on; the sweep's report sets the status
+                sys.exit(2)
         except RunBusy as busy:
             print(f"busy: {busy}", file=sys.stderr)
-            if not any(a in MULTIRUN_FLAGS for a in argv):
+            if not multirun:
                 sys.exit(BUSY_STATUS)
 
     sys.argv = ["peftbench run", *argv]
     run_job()
+    if sweep:
+        sys.exit(sweep.report())
 
 
-def jobs(overrides: list[str]) -> list[list[str]]:
-    """The override list of every job: one for a run, the Cartesian product for a sweep."""
+def jobs(overrides: list[str], multirun: bool = False) -> list[list[str]]:
+    """The override list of every job: one for a run, the Cartesian product for a sweep.
+
+    A sweep (``multirun``) first takes the ``hydra.sweeper.params`` of the config its fixed
+    (non-sweep) overrides compose, then the command line's overrides, which win where both name
+    a key — Hydra's BasicSweeper, so the jobs checked here are the jobs Hydra launches."""
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.errors import HydraException
+
+    parsed = _parse(overrides)
+    if multirun:
+        params = _sweeper_params([o.input_line for o in parsed if not o.is_sweep_override()])
+        parsed = _parse(params + overrides) if params else parsed
+    parsed = [o for o in parsed if not o.get_key_element().startswith("hydra")]
+    try:
+        return BasicSweeper.split_arguments(parsed, None)[0]
+    except HydraException as error:
+        raise UserError(f"cannot expand the sweep: {_first_line(error)}") from None
+
+
+def _parse(overrides: list[str]) -> list:
+    """Hydra's parsed overrides; an unknown model, method, task, trainer or experiment refused."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import HydraException
 
@@ -61,7 +96,6 @@ def jobs(overrides: list[str]) -> list[list[str]]:
         parsed = OverridesParser.create().parse_overrides(overrides)
     except HydraException as error:
         raise UserError(f"cannot read the overrides: {_first_line(error)}; write them as key=value") from None
-    parsed = [o for o in parsed if not o.get_key_element().startswith("hydra")]
     for override in parsed:
         group = override.get_key_element().lstrip("+~")
         if group in GROUPS and not override.is_delete():
@@ -74,13 +108,19 @@ def jobs(overrides: list[str]) -> list[list[str]]:
                         f"unknown {group} '{value}'; choose one of: {', '.join(available(group))} "
                         f"(peftbench list {group}s)"
                     )
-    try:
-        return BasicSweeper.split_arguments(parsed, None)[0]
-    except HydraException as error:
-        raise UserError(f"cannot expand the sweep: {_first_line(error)}") from None
+    return parsed
 
 
-def compose(job: list[str]):
+def _sweeper_params(fixed: list[str]) -> list[str]:
+    """The ``hydra.sweeper.params`` of the config ``fixed`` composes, as ``key=value`` overrides."""
+    from omegaconf import OmegaConf
+
+    params = compose(fixed, with_hydra=True).hydra.sweeper.get("params")
+    return [f"{key}={value}" for key, value in OmegaConf.to_container(params).items()] if params else []
+
+
+def compose(overrides: list[str], with_hydra: bool = False):
+    """The config ``overrides`` compose (with Hydra's own node when ``with_hydra``)."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
     from hydra.errors import HydraException
@@ -89,7 +129,7 @@ def compose(job: list[str]):
     register_configs()
     try:
         with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
-            return hydra_compose(config_name="config", overrides=job)
+            return hydra_compose(config_name="config", overrides=overrides, return_hydra_config=with_hydra)
     except (HydraException, OmegaConfBaseException) as error:
         raise UserError(_describe_composition_error(error)) from None
 
@@ -114,6 +154,44 @@ def _run_job(cfg, wait: bool) -> None:
                 return
     print(f"skipped {p.run_id}: already complete in {p.run_dir}", file=sys.stderr)
     print_summary(read_record(p.run_dir), p.run_dir)
+
+
+class Sweep:
+    """The runs of one sweep, checked before launch and read back from their records after it."""
+
+    def __init__(self, run_dirs: list[Path]):
+        from peftbench.results.record import is_complete
+
+        self.run_dirs = list(dict.fromkeys(run_dirs))  # two jobs of one config are one run
+        self.done_before = {run_dir for run_dir in self.run_dirs if is_complete(run_dir)}
+
+    def report(self) -> int:
+        """One line per run (status, main metric, run folder) and a count; the exit status: 2 when
+        a run failed (its job printed why), else 0 (a run another process holds is not a failure)."""
+        from peftbench.results.lock import lock_holder
+        from peftbench.results.record import CorruptRecord, read_record
+
+        counts = {"skipped": 0, "complete": 0, "busy": 0, "failed": 0}
+        for run_dir in self.run_dirs:
+            try:
+                record = read_record(run_dir)
+            except CorruptRecord:
+                record = {"status": "missing"}
+            if record["status"] == "complete":
+                status = "skipped" if run_dir in self.done_before else "complete"
+            else:
+                status = "busy" if lock_holder(run_dir) else "failed"
+            counts[status] += 1
+            main = (record.get("metrics") or {}).get("main")
+            score = f"{main['metric']}={main['value']:.4f}" if main else ""
+            why = f" ({record['error']})" if status == "failed" and record.get("error") else ""
+            print(f"{status:<9} {score:<22} {run_dir}{why}")
+        print(
+            f"sweep: {len(self.run_dirs)} runs — {counts['complete']} trained, {counts['skipped']} already "
+            f"complete (skipped), {counts['busy']} busy in another process, {counts['failed']} failed",
+            file=sys.stderr,
+        )
+        return 2 if counts["failed"] else 0
 
 
 def _describe_composition_error(error) -> str:

@@ -168,3 +168,14 @@ def test_diverging_loss_stops_the_run_keeps_the_last_good_checkpoint_and_says_wh
     kept = Checkpoints(run_dir / "checkpoints" / "train").steps()
     step = int(line.split("at step ")[1].split(";")[0])
     assert kept and max(kept) < step, (kept, step)
+
+
+def test_an_update_that_overflows_float_stops_the_run_in_one_line(tmp_path):
+    """lr 1e38: Adam's step size overflows float32 inside the optimiser, before any loss is NaN."""
+    results = tmp_path / "results"
+    argv = ["run", *TINY, "method=full", "trainer.lr=1e38", "trainer.max_grad_norm=0", f"results_dir={results}"]
+    result = peftbench(*argv, cwd=tmp_path)
+    _check_one_line(result, "update is not finite at step 1", after_start=True)
+    (run_dir,) = results.iterdir()
+    record = json.loads((run_dir / "record.json").read_text())
+    assert record["status"] == "failed" and "lower trainer.lr" in record["error"]

@@ -18,7 +18,7 @@ def test_the_defaults_are_the_demo():
 def test_experiment_preset_takes_per_task_values():
     rte = plan(compose(["experiment=lora_table2_roberta_base", "task=rte"])).config
     assert rte["model"]["name"] == "roberta-base"
-    assert (rte["trainer"]["lr"], rte["trainer"]["epochs"], rte["trainer"]["batch_size"]) == (5e-4, 80, 16)
+    assert (rte["trainer"]["lr"], rte["trainer"]["epochs"], rte["trainer"]["batch_size"]) == (5e-4, 80, 32)
     assert (rte["method"]["r"], rte["method"]["alpha"], rte["task"]["max_length"]) == (8, 8, 512)
     mrpc = plan(compose(["experiment=lora_table2_roberta_base", "task=mrpc"])).config
     assert (mrpc["trainer"]["lr"], mrpc["trainer"]["epochs"]) == (4e-4, 30)

@@ -181,7 +181,13 @@ def fit(
                 if accelerator.sync_gradients:
                     if cfg.max_grad_norm:
                         accelerator.clip_grad_norm_(params, cfg.max_grad_norm)
-                    optimizer.step()
+                    try:
+                        optimizer.step()
+                    except RuntimeError as error:  # the update itself overflowed float (e.g. lr 1e38)
+                        if "overflow" not in str(error):
+                            raise
+                        last_good = (checkpoints.steps() or [None])[-1] if checkpoints else None
+                        raise NonFiniteLoss(step + 1, "update is", last_good) from None
                     scheduler.step()
                     optimizer.zero_grad(set_to_none=True)
             running_loss += value.detach()
