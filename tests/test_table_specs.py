@@ -15,14 +15,11 @@ import yaml
 from peftbench.results.spec import list_tables, load_spec
 from peftbench.results.table import build_table
 
-try:
-    from peftbench.results.render import RENDERERS
-except ImportError:  # before the renderers moved out of table.py
-    from peftbench.results.table import RENDERERS
+from peftbench.results.render import RENDERERS
 
 REPO = Path(__file__).resolve().parents[1]
 CONF = REPO / "conf"
-SEEDS = Path("/work/shared/seeds")
+SEEDS = REPO.parent / "shared" / "seeds"  # the project's lecture decks, beside the checkout
 
 SPECS = list_tables(CONF)
 EXPECTED = {
@@ -210,6 +207,50 @@ def test_spec_renders_without_runs(name, fmt):
     if fmt in ("md", "csv"):
         for row in loaded.rows:
             assert row.label in text
+
+
+def _records_filling(loaded) -> list[dict]:
+    """Two seeds of a complete record for every row x column of a spec, each with the row's match
+    as its method config and the column's task, split and metric; the value encodes the cell
+    (row i, column j, seed s: 0.5 + i/100 + j/1000 + s/10000), so misplaced runs show."""
+    records = []
+    for i, row in enumerate(loaded.rows):
+        for j, column in enumerate(loaded.columns):
+            for seed in (1, 2):
+                value = 0.5 + i / 100 + j / 1000 + seed / 10_000
+                records.append({
+                    "schema": 1, "run_id": f"{i}.{j}.{seed}", "status": "complete", "finished": "2026-11-22T12:00:00+00:00",
+                    "model": row.model, "method": row.method, "task": column.task, "seed": seed,
+                    "method_config": {"name": row.method, **row.match},
+                    "metrics": {loaded.checkpoint: {column.split: {column.metric: value}}},
+                    "params": {"trainable_method": 1000 + i},
+                    "data": {"sample": False, "subset": None if loaded.data == "full" else loaded.data},
+                    "config": {"paper": {"arxiv": loaded.source.arxiv, "version": loaded.source.version}},
+                })  # fmt: skip
+    return records
+
+
+@pytest.mark.parametrize("name", SPECS)
+def test_spec_renders_from_records_with_every_cell_filled_where_it_should_be(name):
+    loaded = spec(name)
+    table = build_table(loaded, _records_filling(loaded))
+    rows_by_match: dict = {}
+    for row in loaded.rows:  # rows with the same model, method and match share their runs
+        rows_by_match.setdefault((row.model, row.method, repr(sorted(row.match.items()))), []).append(row)
+    for i, (row, built) in enumerate(zip(loaded.rows, table.rows)):
+        sharing = rows_by_match[(row.model, row.method, repr(sorted(row.match.items())))]
+        for j, column in enumerate(loaded.columns):
+            cell = built.cells[j]
+            scale = loaded.scale if column.scale is None else column.scale
+            # Each row's runs are its own two seeds, plus those of rows that match the same runs;
+            # the statistic over the seeds' newest values (all "finished" alike: the last listed).
+            assert cell.n == 2 and not cell.caveats, (row.label, column.id)
+            if len(sharing) == 1:
+                expected = statistics.median([0.5 + i / 100 + j / 1000 + s / 10_000 for s in (1, 2)]) * scale
+                assert cell.value == pytest.approx(expected), (row.label, column.id)
+    for fmt, render in RENDERERS.items():
+        text = render(table)
+        assert text.endswith("\n") and "(n=2)" in text or fmt == "csv", fmt
 
 
 # --- (d) the numbers against the seed decks -------------------------------------------------
