@@ -84,8 +84,10 @@ class GenerationFormat(Format):
         if self.seq2seq:
             logits = model(**inputs, labels=labels.clamp(min=0)).logits
         else:
-            logits = model(**inputs).logits[:, -labels.shape[1] :][:, :-1]  # a soft prompt lengthens the output
-            labels = labels[:, 1:]
+            logits = model(**inputs).logits[:, -labels.shape[1] :]  # a soft prompt lengthens the output
+            # Position t predicts token t+1: shift the labels, not the logits (a sliced copy of the
+            # logits would cost batch x length x vocabulary floats), as transformers' own loss does.
+            labels = torch.nn.functional.pad(labels[:, 1:], (0, 1), value=-100)
         return torch.nn.functional.cross_entropy(
             logits.float().reshape(-1, logits.shape[-1]), labels.reshape(-1),
             ignore_index=-100, label_smoothing=self.options["label_smoothing"],
