@@ -39,6 +39,7 @@ def counts_from_config(cfg) -> dict:
     method.check_model(anatomy, arch_config)
     task = get_task(cfg.task.name)
     fmt = format_name(task, model_cfg.family, cfg.task.format)
+    method.check_format(task, fmt)
     model = skeleton_for_classification(model_cfg, 1 if fmt == "multiple_choice" else task.num_labels)
     classifier = sum(param.numel() for name, param in model.named_parameters() if name in head_parameter_names(model))
     backbone = sum(param.numel() for param in model.parameters()) - classifier

@@ -72,6 +72,7 @@ def plan(cfg) -> Plan:
     arch_config = architecture_config(model_cfg)
     method.check_model(anatomy, arch_config)
     fmt = format_name(task, model_cfg.family, config["task"]["format"])
+    method.check_format(task, fmt)
     if fmt == "generation" and not method.generates:
         raise UserError(
             f"method '{method.name}' cannot decode text yet (its soft prompt is not carried through "
@@ -154,14 +155,22 @@ def execute(p: Plan) -> dict:
     from peftbench.methods.base import attach
     from peftbench.results.record import write_json_atomic, write_text_atomic
     from peftbench.train.checkpoint import Checkpoints
-    from peftbench.train.loop import fit
+    from peftbench.train.loop import evaluate_once, fit
     from peftbench.train.weights import save_weights
 
     trainer_cfg = _namespace(p.config["trainer"])
     model, tokenizer, fmt = build_model(p.model_cfg, p.task, p.config["seed"], p.format, p.config["task"])
-    features = {split: fmt.encode(rows) for split, rows in p.data.splits.items()}
-    loader = fmt.train_loader(
-        features[p.task.train_split], trainer_cfg.batch_size, p.config["seed"], trainer_cfg.group_by_length
+    train_rows = p.data.splits[p.task.train_split]
+    fmt.task = p.method.prompt_task(p.task, train_rows, p.config["seed"], tokenizer, fmt.max_length)
+    features = {
+        split: fmt.encode(rows)
+        for split, rows in p.data.splits.items()
+        if p.method.trains or split != p.task.train_split  # nothing trains: the rows only demonstrate
+    }
+    loader = (
+        fmt.train_loader(features[p.task.train_split], trainer_cfg.batch_size, p.config["seed"], trainer_cfg.group_by_length)
+        if p.method.trains
+        else None
     )
 
     def evaluate(model) -> dict:
@@ -191,16 +200,14 @@ def execute(p: Plan) -> dict:
         record["params"] = params = parameter_counts(model, p.method, head)
         write_json_atomic(p.run_dir / "record.json", record)
         print(f"run {p.run_id}: {params['trainable']:,} trainable of {params['total']:,} parameters", file=sys.stderr)
-        result = fit(
-            model,
-            loader,
-            evaluate,
-            select,
-            trainer_cfg,
-            loss=fmt.loss,
-            on_evaluation=lambda entry: append_evaluation(history_path, {**entry, "phase": "train"}),
-            checkpoints=train_checkpoints,
-        )
+        on_evaluation = lambda entry: append_evaluation(history_path, {**entry, "phase": "train"})  # noqa: E731
+        if p.method.trains:
+            result = fit(
+                model, loader, evaluate, select, trainer_cfg,
+                loss=fmt.loss, on_evaluation=on_evaluation, checkpoints=train_checkpoints,
+            )  # fmt: skip
+        else:
+            result = evaluate_once(model, evaluate, trainer_cfg, on_evaluation)
         save_weights({**result.best_state, **p.method.saved_buffers(model)}, p.run_dir / "method.safetensors")
         submission = _submit(p, fmt, model, result.best_state, features, trainer_cfg.eval_batch_size)
     except BaseException as error:

@@ -87,6 +87,10 @@ def _plan_cases(tmp):
         ("unwritable results folder", ["run", *TINY, f"results_dir={tmp / 'file' / 'results'}"], "not writable"),
         ("sample limit below 1", ["run", *TINY, "data.max_train_samples=0"], "≥ 1"),
         ("frozen bf16 without bf16", ["run", *TINY, "trainer.precision=fp32", "trainer.frozen_bf16=true"], "frozen_bf16"),
+        ("in-context learning on an encoder", ["run", *TINY, "method=icl"], "not defined for encoder"),
+        ("in-context learning without label words", ["run", *TINY, "model=tiny-gpt2", "task=stsb", "method=icl"],
+         "method icl needs"),
+        ("negative shots", ["run", *TINY, "model=tiny-gpt2", "method=icl", "method.shots=-1"], "method.shots"),
         ("sweep with one bad job", ["run", "-m", *TINY, "method=lora", "method.r=1,0"], "method.r"),
     ]
 

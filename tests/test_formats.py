@@ -34,7 +34,8 @@ OPTIONS = {"max_length": 64, "unlikelihood_loss": False, "length_normalized_loss
     "task, family, expected",
     [
         (SST2, "encoder", "classification"),
-        (SST2, "decoder", "classification"),  # no label words: a head, on any family
+        (SST2, "decoder", "rank_classification"),  # GLUE has label words (GPT-3 style prompts)
+        (get_task("stsb"), "decoder", "classification"),  # a regression has none: a head, on any family
         (VERBALISED, "encoder", "classification"),
         (VERBALISED, "decoder", "rank_classification"),
         (VERBALISED, "encoder_decoder", "rank_classification"),
@@ -54,7 +55,7 @@ def test_the_format_follows_the_family(task, family, expected):
         (CHOICES, "encoder", "classification", "multiple choice"),
         (SST2, "encoder", "multiple_choice", "no choices"),
         (VERBALISED, "encoder", "rank_classification", "needs a language model"),
-        (SST2, "decoder", "rank_classification", "no prompt and label words"),
+        (get_task("stsb"), "decoder", "rank_classification", "no prompt and label words"),
     ],
 )
 def test_impossible_formats_are_refused(task, family, override, message):

@@ -42,6 +42,7 @@ class Method:
     in_peft: ClassVar[bool] = False  # HF peft has this method: ``to_peft`` maps it (export)
     export_limitation: ClassVar[str | None] = None  # where peft's twin departs from the run, if anywhere
     generates: ClassVar[bool] = True  # works with the generation format (decoding through the KV cache)
+    trains: ClassVar[bool] = True  # False: the run evaluates without training (in-context learning)
     tokenizer = None  # the run's tokenizer, set by ``attach`` (prompt tuning's class-label init reads it)
 
     def __init__(self, config: MethodConfig):
@@ -68,6 +69,14 @@ class Method:
                 f"method '{self.name}' is not defined for {anatomy.family} models; "
                 f"it supports: {', '.join(sorted(self.families))}"
             )
+
+    def check_format(self, task, format_name: str) -> None:
+        """Refuse a format this method cannot run ``task`` in; called before weights load."""
+
+    def prompt_task(self, task, train_rows: list[dict], seed: int, tokenizer, max_length: int):
+        """The task as the run's format should read it: itself, unless the method rewrites its
+        prompts (in-context learning puts solved training rows before each one)."""
+        return task
 
     def apply(self, model, anatomy) -> None:
         """Add or select this method's parameters and mark them trainable.

@@ -28,6 +28,7 @@ import os
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import Callable
 
 from peftbench.errors import UserError
 from peftbench.tasks.base import Task, TaskData, score_labels
@@ -305,6 +306,36 @@ def _hub_rows(hub_id: str, spec: GlueSpec, dataset) -> list[dict]:
     ]
 
 
+# --- prompts for rank classification --------------------------------------------------------------
+# GPT-3's (Brown et al. 2020, Appendix G) and PET's question-answer patterns, as the SuperGLUE
+# prompts: the row, a question, "Answer:", and each label's word (in label order) scored after it.
+# STS-B is a regression and has none (it runs with a head).
+
+VERBALIZERS: dict[str, tuple[str, ...]] = {
+    "cola": ("No", "Yes"), "sst2": ("negative", "positive"), "mrpc": ("No", "Yes"), "qqp": ("No", "Yes"),
+    "mnli": ("True", "Neither", "False"), "qnli": ("Yes", "No"), "rte": ("True", "False"), "wnli": ("False", "True"),
+}
+PROMPTS: dict[str, Callable[[dict], str]] = {
+    "cola": lambda row: f"{row['text']}\nQuestion: Is this sentence grammatical?\nAnswer:",
+    "sst2": lambda row: f"{row['text']}\nQuestion: Is this sentence positive or negative?\nAnswer:",
+    "mrpc": lambda row: (
+        f"Sentence 1: {row['text']}\nSentence 2: {row['text_pair']}\n"
+        "Question: Do both sentences mean the same thing?\nAnswer:"
+    ),
+    "qqp": lambda row: (
+        f"Question 1: {row['text']}\nQuestion 2: {row['text_pair']}\n"
+        "Question: Do both questions ask the same thing?\nAnswer:"
+    ),
+    "mnli": lambda row: f"{row['text']}\nQuestion: {row['text_pair']} True, False or Neither?\nAnswer:",
+    "qnli": lambda row: (
+        f"Question: {row['text']}\nSentence: {row['text_pair']}\n"
+        "Question: Does the sentence answer the question?\nAnswer:"
+    ),
+    "rte": lambda row: f"{row['text']}\nQuestion: {row['text_pair']} True or False?\nAnswer:",
+    "wnli": lambda row: f"{row['text']}\nQuestion: {row['text_pair']} True or False?\nAnswer:",
+}
+
+
 def _task(name: str, spec: GlueSpec) -> Task:
     scorer, metric_names = glue_scorer(name)
     return Task(
@@ -318,6 +349,8 @@ def _task(name: str, spec: GlueSpec) -> Task:
         load=partial(load_glue, name),
         has_embedded=spec.embedded,
         metric_names=metric_names,
+        verbalizers=VERBALIZERS.get(name, ()),
+        prompt=PROMPTS.get(name),
     )
 
 

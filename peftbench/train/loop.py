@@ -20,6 +20,7 @@ marked), the training loader and an evaluation callback.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import random
 import sys
@@ -232,6 +233,30 @@ def fit(
         "precision": accelerator.mixed_precision,
     }
     return FitResult(state.best, state.last, state.best_epoch, state.best_step, state.best_state, state.history, cost)
+
+
+def evaluate_once(
+    model, evaluate: Callable[[torch.nn.Module], Metrics], cfg, on_evaluation: Callable[[dict], None] = lambda entry: None
+) -> FitResult:
+    """No training (a method that trains nothing: in-context learning): one evaluation on the
+    run's device and precision, with the same cost figures as ``fit`` (no training samples)."""
+    device = resolve_device(cfg.device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    precision = resolve_precision(cfg.precision, device)
+    started = time.perf_counter()
+    model.to(device).eval()
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
+    with torch.inference_mode(), autocast if precision != "no" else contextlib.nullcontext():
+        metrics = evaluate(model)
+    entry = {"epoch": 0.0, "step": 0, "metrics": metrics, "elapsed_s": time.perf_counter() - started}
+    on_evaluation(entry)
+    cost = {
+        "wall_s": round(entry["elapsed_s"], 3), "train_s": 0.0, "steps": 0, "samples": 0, "resumed_from_step": None,
+        "samples_per_s": None, "tokens_per_s": None, "peak_memory_mb": round(peak_memory_mb(device), 1),
+        "device": device_name(device), "precision": precision,
+    }  # fmt: skip
+    return FitResult(metrics, metrics, 0.0, 0, {}, [entry], cost)
 
 
 def _frozen_linear_weights_to_bf16(model) -> None:
