@@ -18,12 +18,12 @@ from tests.cli import peftbench
 from tests.helpers import batch
 
 
-def _finished_run(tmp_path, model_name, method=("method=lora",)):
+def _finished_run(tmp_path, model_name, method=("method=lora",)):  # decoders rank GLUE by default: ask for a head
     results = tmp_path / "results"
     done = peftbench(
         "run", f"model={model_name}", *method, "task=rte", "data.source=embedded", "trainer.max_steps=4",
         "trainer.lr=0.05", "trainer.batch_size=8", "data.max_eval_samples=16", "trainer.progress=false",
-        f"results_dir={results}", cwd=tmp_path,
+        "task.format=classification", f"results_dir={results}", cwd=tmp_path,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     (run_dir,) = [p for p in results.iterdir() if not p.name.startswith(".")]
