@@ -13,7 +13,7 @@ import sys
 from peftbench.errors import UserError
 
 LISTABLE = ("methods", "tasks", "models", "tables", "experiments", "trainers", "runs")
-PLOTS = ("rank_sweep", "frontier")
+PLOTS = ("rank_sweep", "frontier", "fusion")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -60,7 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     table.add_argument("--out", help="write to this file instead of stdout")
     table.add_argument("--model", help="show the table's rows for another model (e.g. minilm-l6)")
     plot = commands.add_parser("plot", help="a paper's figure from the run records, as PNG or SVG")
-    plot.add_argument("kind", choices=PLOTS, help="rank_sweep: LoRA's score against r; frontier: score against parameters")
+    plot.add_argument("kind", choices=PLOTS, help="rank_sweep: LoRA's score against r; frontier: score against parameters; "
+                      "fusion: AdapterFusion's attention over its adapters")
     plot.add_argument("--results", default="results", help="the results folder (default: results)")
     plot.add_argument("--out", required=True, help="the figure file, .png or .svg")
     plot.add_argument("--model", help="only this model's runs (default: a panel per model and task)")
@@ -134,9 +135,9 @@ def cmd_params(args) -> None:
     import json
 
     from peftbench.counting import counts_from_config
-    from peftbench.launch import compose, jobs
+    from peftbench.launch import compose, expand_task_lists, jobs
 
-    expanded = jobs(args.overrides)
+    expanded = jobs(expand_task_lists(args.overrides))
     if len(expanded) != 1:
         raise UserError(f"params counts one configuration, the overrides describe {len(expanded)}; drop the sweep")
     counts = counts_from_config(compose(expanded[0]))
@@ -148,6 +149,9 @@ def cmd_params(args) -> None:
     print(f"model      {counts['model']} ({counts['model_type']}, {counts['layers']} layers, hidden {counts['hidden']})")
     print(f"method     {counts['method']['name']}" + (f" ({method})" if method else ""))
     print(f"method's   {counts['trainable_method']:>15,}   {share:.4f}% of the backbone")
+    if len(counts["tasks"]) > 1:  # one model for several tasks: the papers' "per task" column
+        n = len(counts["tasks"])
+        print(f"per task   {counts['trainable_method'] / n:>15,.0f}   {share / n:.4f}% of the backbone ({n} tasks share it)")
     print(f"head       {counts['head']:>15,}   ({counts['task']}, trained with every method)")
     print(f"trainable  {counts['trainable']:>15,}")
     print(f"backbone   {counts['backbone']:>15,}")
@@ -204,6 +208,12 @@ def cmd_plot(args) -> None:
 
     out = Path(args.out)
     plot.output_format(out)  # a bad --out fails before any record is read
+    if args.kind == "fusion":
+        from peftbench.results.fusion_plot import draw_fusion, fusion_maps
+
+        draw_fusion(fusion_maps(iter_records(Path(args.results)), Path(args.results), args.model, args.task), out)
+        print(out)
+        return
     build = plot.rank_sweep if args.kind == "rank_sweep" else plot.frontier
     figure = build(
         iter_records(Path(args.results)),

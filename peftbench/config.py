@@ -43,6 +43,10 @@ class TaskConfig:
     length_penalty: float = 1.0
     no_repeat_ngram_size: int = 0
     max_new_tokens: int = 64
+    # Multi-task: the tasks trained together (``name`` then names the mixture, e.g. glue_all);
+    # batches drawn by temperature sampling, p_i ∝ n_i^(1/T) (peftbench.train.sampling)
+    tasks: list[str] = field(default_factory=list)
+    temperature: float = 1.0
 
 
 @dataclass
@@ -121,7 +125,10 @@ NOT_RESULT_CHANGING = {
 }
 # Result-changing options added after runs were recorded: at these values they leave the id as it
 # was before they existed, so finished runs stay found.
-LATER_OPTIONS = {"trainer": {"group_by_length": True, "frozen_bf16": False, "init_from_task": None}}
+LATER_OPTIONS = {
+    "trainer": {"group_by_length": True, "frozen_bf16": False, "init_from_task": None},
+    "task": {"tasks": [], "temperature": 1.0},
+}
 
 
 def register_configs() -> None:

@@ -34,10 +34,12 @@ def counts_from_config(cfg) -> dict:
 
     model_cfg = OmegaConf.to_object(cfg.model)
     method = build_method(OmegaConf.to_container(cfg.method, resolve=True))
+    tasks = list(cfg.task.get("tasks") or [cfg.task.name])
+    method.tasks = tasks
     anatomy = anatomy_of(model_type(model_cfg))
     arch_config = architecture_config(model_cfg)
     method.check_model(anatomy, arch_config)
-    task = get_task(cfg.task.name)
+    task = get_task(tasks[0])
     fmt = format_name(task, model_cfg.family, cfg.task.format)
     method.check_format(task, fmt)
     model = skeleton_for_classification(model_cfg, 1 if fmt == "multiple_choice" else task.num_labels)
@@ -54,6 +56,7 @@ def counts_from_config(cfg) -> dict:
         "hidden": getattr(arch_config, anatomy.hidden_size_key),
         "method": OmegaConf.to_container(cfg.method, resolve=True),
         "task": cfg.task.name,
+        "tasks": tasks,
         "format": fmt,
         **counts,
     }

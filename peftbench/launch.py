@@ -35,7 +35,7 @@ def launch(argv: list[str]) -> None:
 
     register_configs()
     wait = WAIT_FLAG in argv
-    argv = [a for a in argv if a != WAIT_FLAG]
+    argv = expand_task_lists([a for a in argv if a != WAIT_FLAG])
     multirun = any(a in MULTIRUN_FLAGS for a in argv)
     overrides = [a for a in argv if not a.startswith("-")]
     sweep = None
@@ -65,6 +65,18 @@ def launch(argv: list[str]) -> None:
     run_job()
     if sweep:
         sys.exit(sweep.report())
+
+
+def expand_task_lists(argv: list[str]) -> list[str]:
+    """``task=[rte,mrpc,sst2]`` (a multi-task run) as the overrides it stands for,
+    ``task=multi task.tasks=[rte,mrpc,sst2]``; every other argument as it is."""
+    expanded = []
+    for argument in argv:
+        if argument.startswith("task=[") and argument.endswith("]"):
+            expanded += ["task=multi", f"task.tasks={argument[len('task='):]}"]
+        else:
+            expanded.append(argument)
+    return expanded
 
 
 def jobs(overrides: list[str], multirun: bool = False) -> list[list[str]]:

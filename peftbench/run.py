@@ -16,6 +16,7 @@ import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from peftbench.config import identity
 from peftbench.errors import UserError
@@ -23,10 +24,19 @@ from peftbench.results.history import append_evaluation
 
 
 @dataclass
+class Part:
+    """One task of a run: the task, its rows and the format they meet the model in."""
+
+    task: object
+    data: object  # TaskData
+    format: str  # peftbench.formats
+
+
+@dataclass
 class Plan:
     config: dict  # the resolved config, plain
     model_cfg: object
-    task: object
+    task: object  # the first (for a single-task run, the only) task; ``parts`` has them all
     method: object
     anatomy: object
     arch_config: object
@@ -35,18 +45,23 @@ class Plan:
     run_id: str
     run_dir: Path
     init_from: Path | None  # the finished run whose method weights this one starts from
+    parts: list[Part]
+    name: str  # the task's name, or the multi-task mixture's (glue_all, rte+mrpc+sst2)
+
+    @property
+    def multitask(self) -> bool:
+        return len(self.parts) > 1
 
 
 def plan(cfg) -> Plan:
     """Check everything a run needs before loading a model; raise UserError on bad input."""
     from omegaconf import OmegaConf
 
-    from peftbench.formats import format_name
+    from peftbench.formats import FORMATS
     from peftbench.methods import build_method
     from peftbench.models.anatomy import anatomy_of
     from peftbench.models.load import architecture_config, check_weights, model_type
     from peftbench.results.record import run_id
-    from peftbench.tasks import get_task
 
     from omegaconf.errors import OmegaConfBaseException
 
@@ -59,8 +74,9 @@ def plan(cfg) -> Plan:
             "(pick a task it covers or set the field on the command line)"
         ) from None
     model_cfg = OmegaConf.to_object(cfg.model)
-    task = get_task(config["task"]["name"])
+    name, tasks = _tasks(config["task"])
     method = build_method(config["method"])
+    method.tasks = [task.name for task in tasks]
     _check_trainer(config["trainer"], config["task"])
     anatomy = anatomy_of(model_type(model_cfg))
     if anatomy.family != model_cfg.family:
@@ -71,33 +87,72 @@ def plan(cfg) -> Plan:
     check_weights(model_cfg)
     arch_config = architecture_config(model_cfg)
     method.check_model(anatomy, arch_config)
-    fmt = format_name(task, model_cfg.family, config["task"]["format"])
+    formats = [_format(task, model_cfg.family, config["task"]["format"], method) for task in tasks]
+    if len(tasks) > 1 and any(FORMATS[f].trains_head for f in formats):
+        raise UserError(
+            f"multi-task runs need a language model that reads every task as text; {model_cfg.name} is "
+            f"{model_cfg.family} and would need a head per task (not supported yet); pick a decoder or "
+            "encoder_decoder model (e.g. model=tiny-t5, model=smollm2-135m)"
+        )
+    if len(tasks) > 1 and config["task"]["temperature"] <= 0:
+        raise UserError(f"task.temperature must be positive, got {config['task']['temperature']}; 1 samples "
+                        "in proportion to the data, 10 as Hyperformer, large values uniformly")  # fmt: skip
+    parts = [Part(task, _load_data(config["data"], task), fmt) for task, fmt in zip(tasks, formats)]
+    results_dir = Path(config["results_dir"])
+    _check_writable(results_dir)
+    init_from = _warm_start_source(config, model_cfg.name, method.name, results_dir)
+    builds_on = method.prerequisites(results_dir, model_cfg.name, config["seed"])
+    first = parts[0]
+    run = run_id(
+        _identity(config, first.data, init_from, builds_on),
+        prefix=f"{name}.{model_cfg.name}.{method.name}.s{config['seed']}" + _fold_suffix(config["data"], first.task),
+    )
+    return Plan(
+        config, model_cfg, first.task, method, anatomy, arch_config, first.data, first.format, run,
+        results_dir / run, init_from, parts, name,
+    )  # fmt: skip
+
+
+def _tasks(task_cfg: dict) -> tuple[str, list]:
+    """The run's task name and its tasks: one, or the several of a multi-task config."""
+    from peftbench.tasks import get_task
+
+    names = task_cfg["tasks"]
+    if task_cfg["name"] == "multi" and len(names) < 2:
+        raise UserError("task=multi needs two tasks or more; name them: task=[rte,mrpc,sst2] (or task.tasks=[…])")
+    if not names:
+        return task_cfg["name"], [get_task(task_cfg["name"])]
+    if len(set(names)) < len(names):
+        raise UserError(f"task.tasks names a task twice ({', '.join(names)}); name each once")
+    name = "+".join(names) if task_cfg["name"] == "multi" else task_cfg["name"]
+    return name, [get_task(n) for n in names]
+
+
+def _format(task, family: str, override: str | None, method) -> str:
+    """The format ``task`` runs in on ``family``, checked against the method."""
+    from peftbench.formats import format_name
+
+    fmt = format_name(task, family, override)
     method.check_format(task, fmt)
     if fmt == "generation" and not method.generates:
         raise UserError(
             f"method '{method.name}' cannot decode text yet (its soft prompt is not carried through "
             f"generate's KV cache), so it cannot run task {task.name}; use method=prefix or method=lora"
         )
-    data = _load_data(config["data"], task)
-    results_dir = Path(config["results_dir"])
-    _check_writable(results_dir)
-    init_from = _warm_start_source(config, model_cfg.name, method.name, results_dir)
-    name = run_id(
-        _identity(config, data, init_from),
-        prefix=f"{task.name}.{model_cfg.name}.{method.name}.s{config['seed']}" + _fold_suffix(config["data"], task),
-    )
-    return Plan(config, model_cfg, task, method, anatomy, arch_config, data, fmt, name, results_dir / name, init_from)
+    return fmt
 
 
-def _identity(config: dict, data, init_from: Path | None) -> dict:
+def _identity(config: dict, data, init_from: Path | None, builds_on: list[Path]) -> dict:
     """The result-changing fields, plus the data's official subset when there is one (FewGLUE
-    and SuperGLUE runs of one config differ) and the run a warm start starts from; without
-    either, the id is what it always was."""
+    and SuperGLUE runs of one config differ), the run a warm start starts from and the runs the
+    method builds on; without any of them, the id is what it always was."""
     fields = identity(config)
     if data.subset:
         fields["data"] = {**fields["data"], "subset": data.subset}
     if init_from:
         fields["trainer"] = {**fields["trainer"], "init_from_run": init_from.name}
+    if builds_on:
+        fields["method"] = {**fields["method"], "builds_on_runs": [path.name for path in builds_on]}
     return fields
 
 
@@ -160,25 +215,7 @@ def execute(p: Plan) -> dict:
 
     trainer_cfg = _namespace(p.config["trainer"])
     model, tokenizer, fmt = build_model(p.model_cfg, p.task, p.config["seed"], p.format, p.config["task"])
-    train_rows = p.data.splits[p.task.train_split]
-    fmt.task = p.method.prompt_task(p.task, train_rows, p.config["seed"], tokenizer, fmt.max_length)
-    features = {
-        split: fmt.encode(rows)
-        for split, rows in p.data.splits.items()
-        if p.method.trains or split != p.task.train_split  # nothing trains: the rows only demonstrate
-    }
-    loader = (
-        fmt.train_loader(features[p.task.train_split], trainer_cfg.batch_size, p.config["seed"], trainer_cfg.group_by_length)
-        if p.method.trains
-        else None
-    )
-
-    def evaluate(model) -> dict:
-        metrics = {}
-        for split in p.task.eval_splits:
-            predictions = fmt.predict(model, features[split], trainer_cfg.eval_batch_size)
-            metrics[split] = p.task.score(predictions, p.data.splits[split])
-        return metrics
+    pipeline = _pipeline(p, fmt, tokenizer, trainer_cfg)
 
     p.run_dir.mkdir(parents=True, exist_ok=True)
     from omegaconf import OmegaConf
@@ -188,12 +225,12 @@ def execute(p: Plan) -> dict:
     checkpoint_root = p.run_dir / "checkpoints"
     if not checkpoint_root.is_dir():  # a fresh start: an older history is from a run that left no checkpoint
         history_path.unlink(missing_ok=True)
-    select = (p.task.main_split, p.task.main_metric)
+    select = pipeline.select
     record = _record(p, {}, status="running")
     write_json_atomic(p.run_dir / "record.json", record)
     train_checkpoints = Checkpoints(checkpoint_root / "train", keep=trainer_cfg.keep_checkpoints)
     try:
-        search_s = _search(p, model, fmt, loader, evaluate, select, history_path)
+        search_s = _search(p, model, pipeline, fmt.trains_head, history_path)
         head = attach(p.method, model, p.anatomy, tokenizer, train_head=fmt.trains_head)
         if p.init_from:
             _warm_start(model, head, p.init_from)
@@ -203,13 +240,18 @@ def execute(p: Plan) -> dict:
         on_evaluation = lambda entry: append_evaluation(history_path, {**entry, "phase": "train"})  # noqa: E731
         if p.method.trains:
             result = fit(
-                model, loader, evaluate, select, trainer_cfg,
-                loss=fmt.loss, on_evaluation=on_evaluation, checkpoints=train_checkpoints,
+                model, pipeline.loader, pipeline.evaluate, select, trainer_cfg,
+                loss=pipeline.loss, on_evaluation=on_evaluation, checkpoints=train_checkpoints,
             )  # fmt: skip
         else:
-            result = evaluate_once(model, evaluate, trainer_cfg, on_evaluation)
+            result = evaluate_once(model, pipeline.evaluate, trainer_cfg, on_evaluation)
         save_weights({**result.best_state, **p.method.saved_buffers(model)}, p.run_dir / "method.safetensors")
-        submission = _submit(p, fmt, model, result.best_state, features, trainer_cfg.eval_batch_size)
+        model.load_state_dict(result.best_state, strict=False)
+        for name, data in p.method.reports(model, pipeline.evaluate).items():
+            write_json_atomic(p.run_dir / name, data)
+        submission = None if p.multitask else _submit(
+            p, fmt, model, pipeline.features[0], trainer_cfg.eval_batch_size
+        )
     except BaseException as error:
         reason = str(error) if isinstance(error, UserError) else f"{type(error).__name__}: {error}"
         record.update(status="failed", error=reason, finished=_now())
@@ -218,7 +260,7 @@ def execute(p: Plan) -> dict:
         except (OSError, UserError):  # e.g. the disk is still full: the "running" record stays whole
             pass
         raise
-    main = result.best[p.task.main_split][p.task.main_metric]
+    main = result.best[select[0]][select[1]]
     record.update(
         status="complete",
         finished=_now(),
@@ -226,7 +268,7 @@ def execute(p: Plan) -> dict:
             "best": result.best,
             "last": result.last,
             "best_epoch": result.best_epoch,
-            "main": {"split": p.task.main_split, "metric": p.task.main_metric, "value": main},
+            "main": {"split": select[0], "metric": select[1], "value": main},
         },
         cost=result.cost,
         submission=submission,
@@ -241,7 +283,75 @@ def execute(p: Plan) -> dict:
     return record
 
 
-def _search(p: Plan, model, fmt, loader, evaluate, select, history_path: Path) -> float | None:
+AVERAGE = "average"  # a multi-task run's metrics: the mean of its tasks' main metrics
+
+
+@dataclass
+class _Pipeline:
+    """What a run trains and evaluates with, for one task or several."""
+
+    features: list[dict]  # per part: split -> features
+    loader: object | None  # None when the method trains nothing
+    evaluate: Callable  # model -> {split: {metric: value}} (multi-task: "<task>/<split>" and "average")
+    select: tuple[str, str]  # the (split, metric) the best evaluation is chosen by
+    loss: Callable  # (model, batch) -> loss
+
+
+def _pipeline(p: Plan, fmt, tokenizer, trainer_cfg) -> _Pipeline:
+    """Features, training batches, evaluation and loss of the run's task (or tasks: batches drawn
+    by temperature sampling, each with its own task's format; metrics per task and their mean)."""
+    from peftbench.formats import make_format
+    from peftbench.train.sampling import multitask_loader
+
+    options = {**p.config["task"], "family": p.model_cfg.family}
+    formats = [fmt] + [make_format(part.format, part.task, tokenizer, options) for part in p.parts[1:]]
+    features = []
+    for part, f in zip(p.parts, formats):
+        train_rows = part.data.splits[part.task.train_split]
+        f.task = p.method.prompt_task(part.task, train_rows, p.config["seed"], tokenizer, f.max_length)
+        features.append({
+            split: f.encode(rows)
+            for split, rows in part.data.splits.items()
+            if p.method.trains or split != part.task.train_split  # nothing trains: the rows only demonstrate
+        })  # fmt: skip
+    seed, batch_size, grouped = p.config["seed"], trainer_cfg.batch_size, trainer_cfg.group_by_length
+    loader = None
+    if p.method.trains and p.multitask:
+        train = [f[part.task.train_split] for part, f in zip(p.parts, features)]
+        loader = multitask_loader(formats, train, batch_size, seed, p.config["task"]["temperature"], grouped)
+    elif p.method.trains:
+        loader = fmt.train_loader(features[0][p.task.train_split], batch_size, seed, grouped)
+
+    def evaluate(model) -> dict:
+        metrics = {}
+        for part, f, feats in zip(p.parts, formats, features):
+            p.method.select_task(part.task.name)
+            for split in part.task.eval_splits:
+                predictions = f.predict(model, feats[split], trainer_cfg.eval_batch_size)
+                metrics[f"{part.task.name}/{split}" if p.multitask else split] = part.task.score(
+                    predictions, part.data.splits[split]
+                )
+        if p.multitask:
+            mains = [metrics[f"{t.name}/{t.main_split}"][t.main_metric] for t in (part.task for part in p.parts)]
+            metrics[AVERAGE] = {"score": sum(mains) / len(mains)}
+        return metrics
+
+    def multitask_loss(model, batch: dict):
+        p.method.select_task(p.parts[batch["task"]].task.name)
+        return formats[batch["task"]].loss(model, {k: v for k, v in batch.items() if k != "task"})
+
+    task_loss = multitask_loss if p.multitask else fmt.loss
+
+    def loss(model, batch: dict):
+        value = task_loss(model, batch)
+        penalty = p.method.penalty(model)
+        return value if penalty is None else value + penalty
+
+    select = (AVERAGE, "score") if p.multitask else (p.task.main_split, p.task.main_metric)
+    return _Pipeline(features, loader, evaluate, select, loss)
+
+
+def _search(p: Plan, model, pipeline: "_Pipeline", trains_head: bool, history_path: Path) -> float | None:
     """A method that picks its parameters by training first (LT-SFT) does so here, with the run's
     trainer at the rate it asks for; its evaluations go to the history marked ``phase: search``.
     Returns the phase's wall seconds (None when the method does not search)."""
@@ -256,29 +366,28 @@ def _search(p: Plan, model, fmt, loader, evaluate, select, history_path: Path) -
     def train(lr: float) -> None:
         result = fit(
             model,
-            loader,
-            evaluate,
-            select,
+            pipeline.loader,
+            pipeline.evaluate,
+            pipeline.select,
             _namespace({**p.config["trainer"], "lr": lr}),
-            loss=fmt.loss,
+            loss=pipeline.loss,
             on_evaluation=lambda entry: append_evaluation(history_path, {**entry, "phase": "search"}),
             checkpoints=Checkpoints(p.run_dir / "checkpoints" / "search", keep=p.config["trainer"]["keep_checkpoints"]),
         )
         spent.append(result.cost["wall_s"])
 
-    p.method.search(model, head_parameter_names(model) if fmt.trains_head else [], train)
+    p.method.search(model, head_parameter_names(model) if trains_head else [], train)
     return sum(spent)
 
 
-def _submit(p: Plan, fmt, model, best_state: dict, features: dict, batch_size: int) -> str | None:
-    """With the best weights, the unlabelled test split's predictions in the task's submission
+def _submit(p: Plan, fmt, model, features: dict, batch_size: int) -> str | None:
+    """With the best weights (loaded), the unlabelled test split's predictions in the task's submission
     format, under ``<run>/submission/``; returns the file (None when the task or data has none)."""
     import torch
 
     rows = p.data.splits.get("test")
     if p.task.submit is None or not rows or rows[0]["label"] is not None:
         return None
-    model.load_state_dict(best_state, strict=False)
     model.eval()
     with torch.no_grad():
         predictions = fmt.predict(model, features["test"], batch_size)
@@ -310,9 +419,9 @@ def _record(p: Plan, params: dict, status: str) -> dict:
         "finished": None,
         "model": p.model_cfg.name,
         "method": p.method.name,
-        "task": p.task.name,
-        "benchmark": p.task.benchmark,
-        "format": p.format,
+        "task": p.name,
+        "benchmark": "+".join(dict.fromkeys(part.task.benchmark for part in p.parts)),
+        "format": "+".join(dict.fromkeys(part.format for part in p.parts)),
         "seed": p.config["seed"],
         "method_config": p.config["method"],
         "config": p.config,
@@ -322,6 +431,19 @@ def _record(p: Plan, params: dict, status: str) -> dict:
         "env": {},
         "data": p.data.fingerprint(),
         "init_from": p.init_from.name if p.init_from else None,
+        **({"parts": [_part_entry(part) for part in p.parts]} if p.multitask else {}),
+        **p.method.record_entry(),
+    }
+
+
+def _part_entry(part: Part) -> dict:
+    """A multi-task record's account of one of its tasks (tables read each task's cells from it)."""
+    return {
+        "task": part.task.name,
+        "benchmark": part.task.benchmark,
+        "format": part.format,
+        "main": {"split": part.task.main_split, "metric": part.task.main_metric},
+        "data": part.data.fingerprint(),
     }
 
 

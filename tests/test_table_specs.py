@@ -49,14 +49,9 @@ PAPER_ONLY_MODELS = {
 }
 PAPER_ONLY_METHODS = {
     "pet_ft",  # P-tuning's PET-FT baseline
-    "full_multitask",  # Hyperformer's multi-task rows
-    "adapters_multitask",
-    "hyperformer",
-    "hyperformer++",
     "human",
     "pet",
     "setfit",
-    "icl",  # GPT-3 in-context learning on RAFT
     "sota",
 }
 PAPER_ONLY_TASKS = {"wikisql", "webnlg", "dart"}
@@ -212,13 +207,15 @@ def test_spec_renders_without_runs(name, fmt):
 def _records_filling(loaded) -> list[dict]:
     """Two seeds of a complete record for every row x column of a spec, each with the row's match
     as its method config and the column's task, split and metric; the value encodes the cell
-    (row i, column j, seed s: 0.5 + i/100 + j/1000 + s/10000), so misplaced runs show."""
+    (row i, column j, seed s: 0.5 + i/100 + j/1000 + s/10000), so misplaced runs show. A
+    multi-task row gets one multi-task record per seed, with a part for each of the columns' tasks."""
     records = []
     for i, row in enumerate(loaded.rows):
-        for j, column in enumerate(loaded.columns):
-            for seed in (1, 2):
+        for seed in (1, 2):
+            singles = []
+            for j, column in enumerate(loaded.columns):
                 value = 0.5 + i / 100 + j / 1000 + seed / 10_000
-                records.append({
+                singles.append({
                     "schema": 1, "run_id": f"{i}.{j}.{seed}", "status": "complete", "finished": "2026-11-22T12:00:00+00:00",
                     "model": row.model, "method": row.method, "task": column.task, "seed": seed,
                     "method_config": {"name": row.method, **row.match},
@@ -227,7 +224,22 @@ def _records_filling(loaded) -> list[dict]:
                     "data": {"sample": False, "subset": None if loaded.data == "full" else loaded.data},
                     "config": {"paper": {"arxiv": loaded.source.arxiv, "version": loaded.source.version}},
                 })  # fmt: skip
+            records += _as_one_multitask_run(singles) if row.training == "multitask" else singles
     return records
+
+
+def _as_one_multitask_run(singles: list[dict]) -> list[dict]:
+    """The single-task records of one seed merged into the record of one run over their tasks."""
+    tasks = list(dict.fromkeys(record["task"] for record in singles))
+    merged = {**singles[0], "task": "+".join(tasks), "run_id": singles[0]["run_id"] + ".multi", "metrics": {}}
+    for record in singles:
+        for checkpoint, splits in record["metrics"].items():
+            for split, values in splits.items():
+                merged["metrics"].setdefault(checkpoint, {}).setdefault(f"{record['task']}/{split}", {}).update(values)
+    merged["parts"] = [{"task": task, "benchmark": "glue", "format": "rank_classification",
+                        "data": singles[0]["data"], "main": {"split": "validation", "metric": "accuracy"}}
+                       for task in tasks]  # fmt: skip
+    return [merged]
 
 
 @pytest.mark.parametrize("name", SPECS)
@@ -235,10 +247,10 @@ def test_spec_renders_from_records_with_every_cell_filled_where_it_should_be(nam
     loaded = spec(name)
     table = build_table(loaded, _records_filling(loaded))
     rows_by_match: dict = {}
-    for row in loaded.rows:  # rows with the same model, method and match share their runs
-        rows_by_match.setdefault((row.model, row.method, repr(sorted(row.match.items()))), []).append(row)
+    for row in loaded.rows:  # rows with the same model, method, match and training share their runs
+        rows_by_match.setdefault((row.model, row.method, repr(sorted(row.match.items())), row.training), []).append(row)
     for i, (row, built) in enumerate(zip(loaded.rows, table.rows)):
-        sharing = rows_by_match[(row.model, row.method, repr(sorted(row.match.items())))]
+        sharing = rows_by_match[(row.model, row.method, repr(sorted(row.match.items())), row.training)]
         for j, column in enumerate(loaded.columns):
             cell = built.cells[j]
             scale = loaded.scale if column.scale is None else column.scale

@@ -331,6 +331,44 @@ def test_a_preset_of_another_version_of_the_paper_is_a_caveat(spec):
     assert (rte.value, rte.n, rte.caveats) == (pytest.approx(75.0), 2, ())  # median of 70 and 80
 
 
+def multitask_run(value_by_task, seed=1):
+    """A hand-made multi-task record: one run, a part and ``task/validation`` metrics per task."""
+    record = run("+".join(value_by_task), 0.0, seed)
+    best = {f"{task}/validation": {"accuracy": value} for task, value in value_by_task.items()}
+    record["metrics"] = {"best": best, "last": best}
+    record["parts"] = [
+        {"task": task, "benchmark": "glue", "format": "rank_classification", "data": {"sample": False},
+         "main": {"split": "validation", "metric": "accuracy"}}
+        for task in value_by_task
+    ]  # fmt: skip
+    return record
+
+
+def test_multitask_runs_fill_multitask_rows_and_single_task_runs_single_task_rows(tmp_path):
+    text = SPEC_YAML.replace(
+        "    paper: {rte: 78.7, cola: 63.6, mnli-m: 87.6, avg: 76.6}\n",
+        "    paper: {rte: 78.7, cola: 63.6, mnli-m: 87.6, avg: 76.6}\n"
+        "  - label: Base LoRA multi-task\n    model: roberta-base\n    method: lora\n    training: multitask\n"
+        "    paper: {rte: 80.0, cola: null, mnli-m: null, avg: null}\n",
+    )
+    spec = write_spec(tmp_path / "conf", text)
+    assert [row.training for row in spec.rows] == ["single", "single", "multitask"]
+    multi, single = multitask_run({"rte": 0.9, "cola": 0.5}), run(value=0.6, seed=2)
+    table = build_table(spec, [multi, single])
+    assert (cell(table, "Base LoRA", "RTE").value, cell(table, "Base LoRA", "RTE").caveats) == (pytest.approx(60.0), ())
+    rte = cell(table, "Base LoRA multi-task", "RTE")
+    assert (rte.value, rte.n, rte.caveats) == (pytest.approx(90.0), 1, ())
+    # each kind of run fills the other kind's row only alone, and marked
+    assert cell(build_table(spec, [multi]), "Base LoRA", "RTE").caveats == (
+        "trained on several tasks at once (rte, cola), not on this one alone",
+    )
+    assert cell(build_table(spec, [single]), "Base LoRA multi-task", "RTE").caveats == (
+        "trained on this task alone, not with the paper's other tasks",
+    )
+    with pytest.raises(UserError, match=r"rows\[2\].training"):
+        write_spec(tmp_path / "bad", text.replace("training: multitask", "training: jointly"))
+
+
 def test_each_caveat_gets_its_own_mark_and_footnote(spec):
     records = [
         run("rte", 0.60, sample=True),

@@ -186,13 +186,6 @@ class Bottleneck(nn.Module):
         z = self.layer_norm(h) if self.layer_norm is not None else h
         return self.up(self.act(self.down(z.to(self.down.weight.dtype)))).to(h.dtype)
 
-    def on_block_output(self, module, args, output):
-        """Forward hook for a block: the adapter (with its skip) on the block's hidden states."""
-        if isinstance(output, torch.Tensor):
-            return output + self(output)
-        first = output[0]
-        return (first + self(first), *output[1:])
-
 
 class SequentialAdapter(WrappedProjection):
     """``o = h + A(h)`` with h = base(x): Houlsby / Pfeiffer, after a projection, before the residual."""
@@ -373,4 +366,14 @@ def _adapt_block_outputs(method: _Adapters, model, anatomy, layer_norm: bool) ->
         module = model.get_submodule(block)
         adapter = method._bottleneck(model, anatomy, module, layer_norm=layer_norm)
         setattr(module, ADAPTER, adapter)
-        module.register_forward_hook(adapter.on_block_output)
+        module.register_forward_hook(_on_block_output)
+
+
+def _on_block_output(block, args, output):
+    """Forward hook for a block: its adapter (with the skip) on the block's hidden states. The
+    adapter is looked up at call time, so a module put in its place (AdapterFusion) takes over."""
+    adapter = getattr(block, ADAPTER)
+    if isinstance(output, torch.Tensor):
+        return output + adapter(output)
+    first = output[0]
+    return (first + adapter(first), *output[1:])

@@ -47,6 +47,11 @@ class Method:
 
     def __init__(self, config: MethodConfig):
         self.config = config
+        self.tasks: list[str] = []  # the run's task names, set before ``attach`` (Hyperformer embeds each)
+
+    def select_task(self, name: str) -> None:
+        """Called with the task's name before each training batch and each task's evaluation;
+        a method conditioned on the task (Hyperformer) switches to it."""
 
     @property
     def searches(self) -> bool:
@@ -57,6 +62,24 @@ class Method:
         """Called by the run before ``attach`` when ``searches``: ``train(lr)`` runs the run's
         trainer over whatever parameters this marks trainable (``head`` names the task head's)."""
         raise NotImplementedError
+
+    def prerequisites(self, results_dir, model: str, seed: int) -> list:
+        """Finished runs this method builds on (AdapterFusion's stage-1 adapters), found before any
+        model loads (UserError when one is missing); their folders are part of the run's id."""
+        return []
+
+    def penalty(self, model):
+        """A term the run adds to every training loss (AdapterFusion's ‖I − V‖²), or None."""
+        return None
+
+    def reports(self, model, evaluate) -> dict:
+        """Files the run writes beside its record after training, with the best weights loaded:
+        {file name: JSON-able data} (AdapterFusion's attention over its adapters)."""
+        return {}
+
+    def record_entry(self) -> dict:
+        """Fields the method adds to the run's record (AdapterFusion: the fused runs)."""
+        return {}
 
     def saved_buffers(self, model) -> dict:
         """Buffers the run saves beside the trained weights (a searched sparse mask); by name."""

@@ -11,6 +11,7 @@ arXiv:2106.09685v2)::
     seeds: 5                 # seeds the paper used (optional; ours are counted per cell)
     checkpoint: best         # which metrics of a run: best (default) | last
     data: full               # the paper's data setting: full (default) | fewglue (32 examples)
+    training: single         # single (one task a run; default) | multitask (all the columns' tasks together)
     scale: 100               # records hold fractions (0.866), the paper prints 86.6 (default 1)
     decimals: 1              # (default 1)
     columns:                 # task x metric; split defaults to validation, id and label to task
@@ -24,6 +25,7 @@ arXiv:2106.09685v2)::
         match: {r: 8, targets: [attn.q, attn.v]}   # method_config fields that must be equal
         paper_params: 0.3M
         paper: {mnli: 87.5, ..., avg: 87.2}   # every column id and the average's; null = none
+        training: multitask    # optional: this row's setting, where it differs from the table's
     notes: [...]             # footnotes printed under the table
 
 ``match`` names what makes a method variant (rank, target roles), never tuned hyperparameters
@@ -41,6 +43,7 @@ from peftbench.errors import UserError
 
 STATISTICS = ("median", "mean")
 DATA_SETTINGS = ("full", "fewglue")
+TRAINING_SETTINGS = ("single", "multitask")
 CHECKPOINTS = ("best", "last")
 DEFAULT_SPLIT = "validation"
 DEFAULT_AVERAGE_ID = "avg"
@@ -100,6 +103,7 @@ class Row:
     match: dict
     paper_params: str | None
     paper: dict[str, float | None]
+    training: str  # single | multitask: how the paper trained this row (default: the spec's)
 
 
 @dataclass(frozen=True)
@@ -112,6 +116,7 @@ class TableSpec:
     seeds: int | None
     checkpoint: str
     data: str  # the paper's data setting (DATA_SETTINGS); runs in another one are marked
+    training: str  # single | multitask (TRAINING_SETTINGS): runs trained the other way are marked
     scale: float
     decimals: int
     columns: tuple[Column, ...]
@@ -188,12 +193,13 @@ class _SpecReader:
             data,
             "top level",
             ("title", "source", "statistic", "columns", "rows"),
-            ("seeds", "checkpoint", "data", "scale", "decimals", "average", "notes"),
+            ("seeds", "checkpoint", "data", "training", "scale", "decimals", "average", "notes"),
         )
         columns = self.columns(data["columns"])
         column_ids = tuple(column.id for column in columns)
         average = self.average(data["average"], column_ids) if "average" in data else None
         value_ids = column_ids + ((average.id,) if average else ())
+        training = self.choice(data.get("training", "single"), "training", TRAINING_SETTINGS)
         notes = data.get("notes") or []
         if not isinstance(notes, list):
             raise self.fail("notes", "must be a list of strings")
@@ -207,11 +213,12 @@ class _SpecReader:
             seeds=None if seeds is None else self.integer(seeds, "seeds"),
             checkpoint=self.choice(data.get("checkpoint", "best"), "checkpoint", CHECKPOINTS),
             data=self.choice(data.get("data", "full"), "data", DATA_SETTINGS),
+            training=training,
             scale=self.number(data.get("scale", 1), "scale"),
             decimals=self.integer(data.get("decimals", 1), "decimals"),
             columns=columns,
             average=average,
-            rows=self.rows(data["rows"], value_ids),
+            rows=self.rows(data["rows"], value_ids, training),
             notes=tuple(self.text(note, f"notes[{i}]") for i, note in enumerate(notes)),
         )
 
@@ -274,14 +281,14 @@ class _SpecReader:
             note=None if note is None else self.text(note, "average.note"),
         )
 
-    def rows(self, value, value_ids: tuple[str, ...]) -> tuple[Row, ...]:
+    def rows(self, value, value_ids: tuple[str, ...], training: str) -> tuple[Row, ...]:
         if not isinstance(value, list) or not value:
             raise self.fail("rows", "must be a non-empty list")
         rows = []
         for i, item in enumerate(value):
             where = f"rows[{i}]"
             item = self.mapping(
-                item, where, ("label", "model", "method", "paper"), ("match", "paper_params")
+                item, where, ("label", "model", "method", "paper"), ("match", "paper_params", "training")
             )
             label = self.text(item["label"], f"{where}.label")
             if any(other.label == label for other in rows):
@@ -297,6 +304,7 @@ class _SpecReader:
                     if paper_params is None
                     else self.text(str(paper_params), f"{where}.paper_params"),
                     paper=self.paper(item["paper"], f"{where}.paper", value_ids),
+                    training=self.choice(item.get("training", training), f"{where}.training", TRAINING_SETTINGS),
                 )
             )
         return tuple(rows)

@@ -89,12 +89,13 @@ class _Run(NamedTuple):
     metrics: dict  # the spec's checkpoint: {split: {metric: value}}
     trainable: float  # params.trainable_method
     caveats: tuple[str, ...]  # how the run's setting differs from the paper's (_caveats)
+    multitask: tuple[str, ...]  # the tasks it trained together; () when it trained one
 
 
 def build_table(spec: TableSpec, records: Iterable[dict], model: str | None = None) -> Table:
     """Fill ``spec`` from the complete ``records``; ``model`` runs every row on another model."""
     runs_by_key: dict[tuple, list[_Run]] = {}
-    for record in records:
+    for record in (view for record in records for view in per_task(record)):
         if record.get("status") == "complete":
             key = (record["model"], record["method"], record["task"])
             runs_by_key.setdefault(key, []).append(
@@ -105,6 +106,7 @@ def build_table(spec: TableSpec, records: Iterable[dict], model: str | None = No
                     metrics=record["metrics"].get(spec.checkpoint) or {},
                     trainable=record["params"]["trainable_method"],
                     caveats=_caveats(spec, record),
+                    multitask=tuple(record.get("multitask") or ()),
                 )
             )
 
@@ -115,7 +117,7 @@ def build_table(spec: TableSpec, records: Iterable[dict], model: str | None = No
         row_runs, cells = [], []
         for column in spec.columns:
             runs = [
-                run
+                run._replace(caveats=run.caveats + _training_caveats(row.training, run.multitask))
                 for run in runs_by_key.get((row_model, row.method, column.task), ())
                 if _matches(run.method_config, row.match)
             ]
@@ -156,6 +158,30 @@ def build_table(spec: TableSpec, records: Iterable[dict], model: str | None = No
     )
 
 
+def per_task(record: dict) -> list[dict]:
+    """A record as one record per task it trained: a single-task record as it is; a multi-task
+    one (``parts``) as a view per task, with that task's name, data and metrics (``rte/validation``
+    becomes ``validation``) and the tasks it trained with (``multitask``)."""
+    if not record.get("parts"):
+        return [record]
+    views = []
+    for part in record["parts"]:
+        prefix = part["task"] + "/"
+        metrics = {
+            key: {split[len(prefix):]: value for split, value in values.items() if split.startswith(prefix)}
+            if isinstance(values, dict) else values
+            for key, values in (record.get("metrics") or {}).items()
+        }  # fmt: skip
+        main = dict(part["main"])
+        main["value"] = metrics.get("best", {}).get(main["split"], {}).get(main["metric"])
+        metrics["main"] = main
+        views.append({
+            **record, "task": part["task"], "benchmark": part["benchmark"], "format": part["format"],
+            "data": part["data"], "metrics": metrics, "multitask": [p["task"] for p in record["parts"]],
+        })  # fmt: skip
+    return views
+
+
 def data_caveats(record: dict, setting: str = "full") -> tuple[str, ...]:
     """How a record's data differ from ``setting`` (the full official data, or FewGLUE's)."""
     data = record.get("data") or {}
@@ -167,6 +193,15 @@ def data_caveats(record: dict, setting: str = "full") -> tuple[str, ...]:
     if subset == "fewglue":
         return ("runs on FewGLUE's 32 training examples",)
     return (f"runs on the {subset} training data, not the paper's {setting} setting",)
+
+
+def _training_caveats(training: str, multitask: tuple[str, ...]) -> tuple[str, ...]:
+    """How a run's training differs from a row's ``training`` (single | multitask)."""
+    if multitask and training == "single":
+        return (f"trained on several tasks at once ({', '.join(multitask)}), not on this one alone",)
+    if not multitask and training == "multitask":
+        return ("trained on this task alone, not with the paper's other tasks",)
+    return ()
 
 
 def _caveats(spec: TableSpec, record: dict) -> tuple[str, ...]:

@@ -1,0 +1,270 @@
+"""AdapterFusion: attention over the outputs of adapters trained on other tasks.
+
+Pfeiffer, Kamath, Rücklé, Cho & Gurevych, "AdapterFusion: Non-Destructive Task Composition for
+Transfer Learning", EACL 2021 (arXiv 2005.00247), §3. Two stages:
+
+1. knowledge extraction — one adapter per task, trained alone: any finished runs of a bottleneck
+   adapter method (``houlsby``, ``pfeiffer``, ``parallel``, ``lin``), found by query
+   (``method.adapter_tasks=[rte,mrpc,sst2]``: the newest complete run of each task with this
+   model, ``method.adapter_method`` and, where there is one, this seed) or named
+   (``method.adapter_runs=[<run id>, …]``);
+2. knowledge composition — with the backbone and every adapter frozen, fusion parameters
+   Ψ = {Q_l, K_l, V_l} at each adapter site l are trained on the target task (§3.2):
+
+       s_{l,t}   = softmax( h_{l,t}ᵀ Q_l ⊗ z_{l,t,n}ᵀ K_l ),   n = 1 … N
+       z'_{l,t,n} = z_{l,t,n}ᵀ V_l
+       o_{l,t}   = s_{l,t}ᵀ Z'_{l,t}
+
+   where h is the sub-layer output the adapters read (the query) and z_n the n-th adapter's
+   output (keys and values); the site's residual is added to o as it was to each adapter's output.
+
+As AdapterHub's default ("dynamic") fusion: Q and K with biases, initialised N(0, 0.02); V without
+bias, initialised to the identity with 1e-6 elsewhere; no temperature; dropout on the attention
+scores; and a regulariser λ Σ_l ‖I − V_l‖²_F (λ = 0.01) added to the loss, keeping V near the
+identity. Fusion sits at every site the stage-1 method put adapters (after the FFN for Pfeiffer
+adapters, as in the paper; after attention and FFN for Houlsby's, as AdapterHub does).
+
+Stage-1 layer norms (Houlsby trains them per task): those of the run on the target task when it
+is among the fused, else the pretrained ones. The run saves the frozen adapters and norms beside
+Ψ, so its folder alone restores it, and records the fused runs (``fused``). After training, the
+softmax weights of every site, averaged over the development set's tokens (padding left out),
+are written to ``fusion_attention.json`` (the paper's Figure 4; ``peftbench plot fusion``).
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from peftbench.errors import UserError
+from peftbench.methods import build_method, register
+from peftbench.methods.adapters import ADAPTER
+from peftbench.methods.base import Method, MethodConfig, require
+from peftbench.models.anatomy import blocks
+
+STAGE_ONE = ("houlsby", "pfeiffer", "parallel", "lin")
+ATTENTION_FILE = "fusion_attention.json"
+
+
+@dataclass
+class AdapterFusionConfig(MethodConfig):
+    adapter_method: str = "pfeiffer"
+    adapter_tasks: list[str] = field(default_factory=list)
+    adapter_runs: list[str] = field(default_factory=list)
+    regularization: float = 0.01
+    dropout: float = 0.1
+
+    def check(self) -> None:
+        require(
+            self.adapter_method in STAGE_ONE,
+            f"method.adapter_method must be a bottleneck adapter method ({', '.join(STAGE_ONE)}), got '{self.adapter_method}'",
+        )
+        require(
+            bool(self.adapter_tasks) != bool(self.adapter_runs),
+            "name the adapters to fuse one way: method.adapter_tasks=[rte,mrpc,sst2] (their newest runs) "
+            "or method.adapter_runs=[RUN_ID,…]",
+        )
+        fused = self.adapter_tasks or self.adapter_runs
+        require(len(fused) >= 2 and len(set(fused)) == len(fused),
+                f"AdapterFusion needs two adapters or more, each named once; got {list(fused)}")  # fmt: skip
+        require(self.regularization >= 0, f"method.regularization must be ≥ 0, got {self.regularization}; e.g. 0.01")
+        require(0 <= self.dropout < 1, f"method.dropout must be in [0, 1), got {self.dropout}")
+
+
+class _Recorder:
+    """The mean softmax weights per site over the tokens seen while ``on`` (padding left out)."""
+
+    def __init__(self):
+        self.on = False
+        self.mask = None  # the current batch's attention mask (a forward pre-hook on the model sets it)
+        self.sums: dict[int, torch.Tensor] = {}
+        self.counts: dict[int, int] = {}
+
+    def capture_mask(self, module, args, kwargs):
+        self.mask = kwargs.get("attention_mask")
+
+    def add(self, site: int, probs: torch.Tensor) -> None:
+        flat = probs.detach().float().reshape(-1, probs.shape[-1])
+        if self.mask is not None and self.mask.numel() * probs.shape[-1] == probs.numel():
+            flat = flat[self.mask.reshape(-1).bool()]
+        self.sums[site] = self.sums.get(site, 0) + flat.sum(0).cpu()
+        self.counts[site] = self.counts.get(site, 0) + flat.shape[0]
+
+
+class Fusion(nn.Module):
+    """In place of one adapter: the N frozen adapters and Ψ = (Q, K, V); returns o (the caller adds
+    the residual, as it did to the adapter's output)."""
+
+    def __init__(self, adapters: list[nn.Module], d: int, dropout: float, recorder: _Recorder, site: int, like):
+        super().__init__()
+        self.adapters = nn.ModuleList(adapters)
+        factory = {"device": like.device, "dtype": torch.float32}
+        self.query = nn.Linear(d, d, **factory)
+        self.key = nn.Linear(d, d, **factory)
+        self.value = nn.Linear(d, d, bias=False, **factory)
+        self.dropout = nn.Dropout(dropout)
+        self.recorder, self.site = recorder, site
+        if like.device.type != "meta":
+            with torch.no_grad():
+                for linear in (self.query, self.key):
+                    nn.init.normal_(linear.weight, std=0.02)
+                    nn.init.zeros_(linear.bias)
+                self.value.weight.copy_(torch.full((d, d), 1e-6).fill_diagonal_(1.0))
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        z = torch.stack([adapter(h) for adapter in self.adapters], dim=-2).float()  # (..., N, d)
+        query = self.query(h.float()).unsqueeze(-2)  # (..., 1, d)
+        scores = self.dropout((query * self.key(z)).sum(-1))  # (..., N)
+        probs = torch.softmax(scores, dim=-1)
+        if self.recorder.on:
+            self.recorder.add(self.site, probs)
+        return (probs.unsqueeze(-1) * self.value(z)).sum(-2).to(h.dtype)
+
+
+@register
+class AdapterFusion(Method):
+    name = "adapter_fusion"
+    Config = AdapterFusionConfig
+    families = frozenset({"encoder", "decoder", "encoder_decoder"})
+
+    def __init__(self, config: AdapterFusionConfig):
+        super().__init__(config)
+        self.sources: list[dict] = []  # the fused runs' records, in order (set by ``prerequisites``)
+        self.source_dirs: list[Path] = []
+
+    def check_model(self, anatomy, arch_config) -> None:
+        """The family here; the fused adapters' fit once ``prerequisites`` has found them."""
+        super().check_model(anatomy, arch_config)
+        self._model = (anatomy, arch_config)
+
+    def prerequisites(self, results_dir: Path, model: str, seed: int) -> list[Path]:
+        """Find the stage-1 runs (UserError when one is missing or they do not fit together)."""
+        from peftbench.results.record import iter_records
+
+        c = self.config
+        complete = [
+            r for r in (iter_records(results_dir, warn=lambda problem: None) if results_dir.is_dir() else ())
+            if r["status"] == "complete"
+        ]  # fmt: skip
+        found = []
+        if c.adapter_runs:
+            by_id = {r["run_id"]: r for r in complete}
+            for run in c.adapter_runs:
+                if run not in by_id:
+                    raise UserError(f"method.adapter_runs: no complete run '{run}' in {results_dir}; "
+                                    "list the run ids with peftbench list runs")  # fmt: skip
+                found.append(by_id[run])
+        for task in c.adapter_tasks:
+            runs = [r for r in complete if (r["task"], r["model"], r["method"]) == (task, model, c.adapter_method)]
+            if not runs:
+                raise UserError(
+                    f"method.adapter_tasks: no complete {c.adapter_method} run of {model} on {task} in {results_dir}; "
+                    f"train it first (peftbench run model={model} method={c.adapter_method} task={task})"
+                )
+            same_seed = [r for r in runs if r["seed"] == seed] or runs
+            found.append(max(same_seed, key=lambda r: r.get("finished") or ""))
+        for record in found:
+            if (record["model"], record["method"]) != (model, c.adapter_method):
+                raise UserError(f"run {record['run_id']} is a {record['method']} run of {record['model']}; AdapterFusion "
+                                f"here fuses {c.adapter_method} runs of {model} (method.adapter_method=…)")  # fmt: skip
+        configs = {repr(sorted((k, v) for k, v in r["method_config"].items() if k != "lr")) for r in found}
+        if len(configs) > 1:
+            raise UserError("the fused adapters differ in their configuration (size, activation, sites); "
+                            "fuse runs of one adapter configuration")  # fmt: skip
+        self.sources = found
+        self.source_dirs = [results_dir / r["run_id"] for r in found]
+        self._stage_one().check_model(*self._model)
+        return self.source_dirs
+
+    def _stage_one(self):
+        node = dict(self.sources[0]["method_config"]) if self.sources else {"name": self.config.adapter_method}
+        node["lr"] = None
+        return build_method(node)
+
+    def apply(self, model, anatomy) -> None:
+        from safetensors.torch import load_file
+
+        stage_one = self._stage_one()
+        stage_one.apply(model, anatomy)
+        states = [load_file(str(d / "method.safetensors")) for d in self.source_dirs]
+        tasks = [r["task"] for r in self.sources]
+        self._norm_names = list(getattr(stage_one, "_norm_names", []))
+        if self.tasks and self.tasks[0] in tasks:  # the target task's own layer norms
+            state = states[tasks.index(self.tasks[0])]
+            model.load_state_dict({n: state[n] for n in self._norm_names if n in state}, strict=False)
+        self.recorder = _Recorder()
+        model.register_forward_pre_hook(self.recorder.capture_mask, with_kwargs=True)
+        block_paths = blocks(model, anatomy)
+        self.sites: list[str] = []
+        paths = [n for n, _ in model.named_modules() if n.endswith(ADAPTER)]
+        d = getattr(model.config, anatomy.hidden_size_key)
+        like = next(model.parameters())
+        for path in paths:
+            adapter = model.get_submodule(path)
+            copies = []
+            fused = len(self.config.adapter_tasks or self.config.adapter_runs)
+            for state in states or [None] * fused:  # counting from configs: fresh adapters
+                twin = copy.deepcopy(adapter)
+                if state is not None:
+                    twin.load_state_dict({k[len(path) + 1:]: v for k, v in state.items() if k.startswith(path + ".")})
+                copies.append(twin)
+            fusion = Fusion(copies, d, self.config.dropout, self.recorder, len(self.sites), like)
+            parent, _, child = path.rpartition(".")
+            setattr(model.get_submodule(parent), child, fusion)
+            block = max((b for b in block_paths if path.startswith(b + ".")), key=len, default="")
+            where = path[len(block) + 1:].removesuffix(ADAPTER).rstrip(".") or "block output"
+            self.sites.append(f"layer {block.rsplit('.', 1)[-1]} {where}" if block else where)
+        model.requires_grad_(False)
+        for param in self._fusion_parameters(model).values():
+            param.requires_grad_(True)
+
+    def _fusion_parameters(self, model) -> dict:
+        return {
+            n: p for n, p in model.named_parameters()
+            if f".{ADAPTER}." in n and n.split(f".{ADAPTER}.", 1)[1].split(".")[0] in ("query", "key", "value")
+        }  # fmt: skip
+
+    def parameter_names(self, model) -> list[str]:
+        return list(self._fusion_parameters(model))
+
+    def saved_buffers(self, model) -> dict:
+        """The frozen adapters and the stage-1 layer norms: the run's folder restores it alone."""
+        own, norms = set(self._fusion_parameters(model)), set(self._norm_names)
+        return {
+            n: p.detach().to("cpu", copy=True).contiguous() for n, p in model.named_parameters()
+            if n not in own and (f".{ADAPTER}.adapters." in n or n in norms)
+        }  # fmt: skip
+
+    def penalty(self, model):
+        """λ Σ_l ‖I − V_l‖²_F over the fusion layers (AdapterHub's fusion regularisation)."""
+        if not self.config.regularization:
+            return None
+        values = [p for n, p in self._fusion_parameters(model).items() if n.endswith(".value.weight")]
+        eye = torch.eye(values[0].shape[0], device=values[0].device)
+        return self.config.regularization * sum(((eye - v) ** 2).sum() for v in values)
+
+    def reports(self, model, evaluate) -> dict:
+        """``fusion_attention.json``: per site, the mean softmax weight of each fused adapter over
+        the evaluation splits' tokens (run with the best weights)."""
+        self.recorder.on, self.recorder.sums, self.recorder.counts = True, {}, {}
+        try:
+            evaluate(model)
+        finally:
+            self.recorder.on = False
+        attention = [(self.recorder.sums[i] / max(1, self.recorder.counts[i])).tolist() for i in range(len(self.sites))]
+        return {
+            ATTENTION_FILE: {
+                "adapters": [{"task": r["task"], "run_id": r["run_id"]} for r in self.sources],
+                "sites": self.sites,
+                "attention": attention,
+                "tokens": [self.recorder.counts.get(i, 0) for i in range(len(self.sites))],
+            }
+        }
+
+    def record_entry(self) -> dict:
+        """What the run's record says about the fused adapters."""
+        return {"fused": [{"task": r["task"], "run_id": r["run_id"]} for r in self.sources]}
