@@ -135,9 +135,9 @@ def cmd_params(args) -> None:
     import json
 
     from peftbench.counting import counts_from_config
-    from peftbench.launch import compose, expand_task_lists, jobs
+    from peftbench.launch import compose, expand_lists, jobs
 
-    expanded = jobs(expand_task_lists(args.overrides))
+    expanded = jobs(expand_lists(args.overrides))
     if len(expanded) != 1:
         raise UserError(f"params counts one configuration, the overrides describe {len(expanded)}; drop the sweep")
     counts = counts_from_config(compose(expanded[0]))

@@ -35,7 +35,7 @@ def launch(argv: list[str]) -> None:
 
     register_configs()
     wait = WAIT_FLAG in argv
-    argv = expand_task_lists([a for a in argv if a != WAIT_FLAG])
+    argv = expand_lists([a for a in argv if a != WAIT_FLAG])
     multirun = any(a in MULTIRUN_FLAGS for a in argv)
     overrides = [a for a in argv if not a.startswith("-")]
     sweep = None
@@ -67,13 +67,19 @@ def launch(argv: list[str]) -> None:
         sys.exit(sweep.report())
 
 
-def expand_task_lists(argv: list[str]) -> list[str]:
-    """``task=[rte,mrpc,sst2]`` (a multi-task run) as the overrides it stands for,
-    ``task=multi task.tasks=[rte,mrpc,sst2]``; every other argument as it is."""
+LISTS = {"task": ("multi", "tasks"), "method": ("composed", "methods")}  # group=[a,b] -> group=X group.field=[a,b]
+
+
+def expand_lists(argv: list[str]) -> list[str]:
+    """``task=[rte,mrpc,sst2]`` (a multi-task run) and ``method=[lora,bitfit]`` (a combination) as
+    the overrides they stand for, ``task=multi task.tasks=[rte,mrpc,sst2]`` and ``method=composed
+    method.methods=[lora,bitfit]``; every other argument as it is."""
     expanded = []
     for argument in argv:
-        if argument.startswith("task=[") and argument.endswith("]"):
-            expanded += ["task=multi", f"task.tasks={argument[len('task='):]}"]
+        group, _, value = argument.partition("=")
+        if group in LISTS and value.startswith("[") and value.endswith("]"):
+            option, field = LISTS[group]
+            expanded += [f"{group}={option}", f"{group}.{field}={value}"]
         else:
             expanded.append(argument)
     return expanded

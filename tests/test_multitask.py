@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from peftbench.launch import compose, expand_task_lists
+from peftbench.launch import compose, expand_lists
 from peftbench.results.spec import load_spec
 from peftbench.results.table import build_table, per_task
 from peftbench.run import execute, plan
@@ -63,8 +63,9 @@ def test_the_position_resumes_mid_epoch():
 
 
 def test_a_task_list_on_the_command_line_is_a_multitask_config():
-    assert expand_task_lists(["task=[rte,mrpc]", "seed=1"]) == ["task=multi", "task.tasks=[rte,mrpc]", "seed=1"]
-    assert expand_task_lists(["task=rte"]) == ["task=rte"]
+    assert expand_lists(["task=[rte,mrpc]", "seed=1"]) == ["task=multi", "task.tasks=[rte,mrpc]", "seed=1"]
+    assert expand_lists(["task=rte"]) == ["task=rte"]
+    assert expand_lists(["method=[lora,bitfit]"]) == ["method=composed", "method.methods=[lora,bitfit]"]
 
 
 def test_a_run_on_three_tasks(tmp_path):

@@ -155,6 +155,7 @@ def attach(method: Method, model, anatomy, tokenizer=None, train_head: bool = Tr
     method.tokenizer = tokenizer
     model.requires_grad_(False)
     method.apply(model, anatomy)
+    model.train(model.training)  # the modules the method added follow the model's mode (no dropout in eval)
     head = head_parameter_names(model) if train_head else []
     parameters = dict(model.named_parameters())
     for name in head:

@@ -1,0 +1,92 @@
+"""Two or more methods on one backbone at once: ``method=[lora,bitfit]``.
+
+The combinations the literature studies: LoRA with BitFit, adapters with BitFit or prefixes (He et
+al., ICLR 2022, arXiv 2110.04366, §4.4's "MAM adapter" mixes prefix tuning and a parallel adapter;
+Mao et al., ACL 2022, arXiv 2110.07577, UniPELT, combines LoRA, prefix tuning and adapters).
+Each part is built from its own ``conf/method/<name>.yaml`` (settings of a part:
+``+method.settings.lora.r=4``) and applied in the order given, so a later method sees the
+earlier one's modules (BitFit after LoRA also trains the wrapped projections' biases). Parameters
+are counted once: a tensor two parts train (BitFit's and Houlsby's layer-norm biases) is one
+parameter of the combination. UniPELT's learned gates are not implemented.
+
+Methods that do not compose are refused: ``full`` and ``head`` (nothing left to add to), ``icl``
+(trains nothing), ``sparse`` (searches its parameters by training first), ``adapter_fusion``
+(builds on finished runs), and another combination.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from peftbench.errors import UserError
+from peftbench.methods import build_method, register
+from peftbench.methods.base import Method, MethodConfig, require
+
+NOT_COMPOSABLE = ("full", "head", "icl", "sparse", "adapter_fusion", "composed")
+
+
+@dataclass
+class ComposedConfig(MethodConfig):
+    methods: list[str] = field(default_factory=list)
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    def check(self) -> None:
+        require(len(self.methods) >= 2, f"a combination needs two methods or more, e.g. method=[lora,bitfit]; got {self.methods}")
+        require(len(set(self.methods)) == len(self.methods), f"method=[…] names a method twice: {self.methods}")
+        for name in self.methods:
+            require(name not in NOT_COMPOSABLE, f"method {name} does not combine with others ({', '.join(NOT_COMPOSABLE)} do not)")
+        for name in self.settings:
+            require(name in self.methods, f"method.settings names {name}, which the combination {self.methods} lacks")
+
+
+def part_node(name: str, settings: dict) -> dict:
+    """A part's config: its YAML in conf/method/ with the combination's settings for it."""
+    from omegaconf import OmegaConf
+
+    from peftbench.config import CONF_DIR
+
+    path = CONF_DIR / "method" / f"{name}.yaml"
+    if not path.is_file():
+        from peftbench.config import available
+
+        raise UserError(f"unknown method '{name}' in method=[…]; known: {', '.join(available('method'))}")
+    node = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
+    return {**node, **(settings or {})}
+
+
+@register
+class Composed(Method):
+    name = "composed"
+    Config = ComposedConfig
+
+    def __init__(self, config: ComposedConfig):
+        super().__init__(config)
+        self.parts = [build_method(part_node(name, config.settings.get(name))) for name in config.methods]
+        self.name = "+".join(config.methods)  # the record's and the run id's method: lora+bitfit
+        self.generates = all(part.generates for part in self.parts)
+
+    def check_model(self, anatomy, arch_config) -> None:
+        for part in self.parts:
+            part.check_model(anatomy, arch_config)
+
+    def check_format(self, task, format_name: str) -> None:
+        for part in self.parts:
+            part.check_format(task, format_name)
+
+    def apply(self, model, anatomy) -> None:
+        owned: set[int] = set()
+        for part in self.parts:
+            part.tokenizer, part.tasks = self.tokenizer, self.tasks
+            part.apply(model, anatomy)
+            own = set(part.parameter_names(model))
+            owned |= {id(param) for name, param in model.named_parameters() if name in own}
+        # names once every part is on: a later part may have wrapped an earlier one's module
+        self._names = [name for name, param in model.named_parameters() if id(param) in owned]
+
+    def parameter_names(self, model) -> list[str]:
+        """Every part's parameters, each tensor once, by its name in the combined model."""
+        return list(self._names)
+
+    def saved_buffers(self, model) -> dict:
+        return {name: tensor for part in self.parts for name, tensor in part.saved_buffers(model).items()}
