@@ -46,9 +46,13 @@ class EpochBatches:
         self._epoch_start = self.generator.get_state()
         self._skip = 0
 
+    def epoch(self) -> list[list[int]]:
+        """One epoch's batches, drawn from ``self.generator`` (subclasses draw them otherwise)."""
+        return length_grouped_batches(self.lengths, self.batch_size, self.generator, self.group)
+
     def __iter__(self):
         self._epoch_start = self.generator.get_state()
-        batches = length_grouped_batches(self.lengths, self.batch_size, self.generator, self.group)
+        batches = self.epoch()
         skip, self._skip = self._skip, 0
         return iter(batches[skip:])
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import torch
 
-from peftbench.train.batching import length_grouped_batches
+from peftbench.train.batching import EpochBatches, length_grouped_batches
 
 
 def task_probabilities(sizes: list[int], temperature: float) -> list[float]:
@@ -27,29 +27,19 @@ def task_probabilities(sizes: list[int], temperature: float) -> list[float]:
     return [w / sum(weights) for w in weights]
 
 
-class TemperatureBatches:
-    """A batch sampler over the tasks' features laid end to end (task i's rows at ``offsets[i]``).
-
-    Its position is checkpointed as ``EpochBatches``' is: ``state_dict(consumed)`` keeps the
-    generator as it was when the epoch under way was drawn, so a resumed epoch is drawn again and
-    its first ``consumed`` batches skipped.
-    """
+class TemperatureBatches(EpochBatches):
+    """A batch sampler over the tasks' features laid end to end (task i's rows at ``offsets[i]``),
+    checkpointed as ``EpochBatches``: a resumed epoch is drawn again and its done batches skipped."""
 
     def __init__(self, lengths: list[list[int]], batch_size: int, seed: int, temperature: float, group: int = 50):
-        self.lengths = lengths
-        self.batch_size = batch_size
-        self.group = group
+        super().__init__(lengths, batch_size, seed, group)
         self.probabilities = task_probabilities([len(rows) for rows in lengths], temperature)
         self.offsets = [sum(len(rows) for rows in lengths[:i]) for i in range(len(lengths))]
-        self.generator = torch.Generator().manual_seed(seed)
-        self._epoch_start = self.generator.get_state()
-        self._skip = 0
 
     def __len__(self) -> int:
         return sum(-(-len(rows) // self.batch_size) for rows in self.lengths)
 
-    def __iter__(self):
-        self._epoch_start = self.generator.get_state()
+    def epoch(self) -> list[list[int]]:
         tasks = torch.multinomial(torch.tensor(self.probabilities), len(self), replacement=True, generator=self.generator)
         queues: list[list[list[int]]] = [[] for _ in self.lengths]
         batches = []
@@ -57,16 +47,7 @@ class TemperatureBatches:
             if not queues[task]:
                 queues[task] = length_grouped_batches(self.lengths[task], self.batch_size, self.generator, self.group)
             batches.append([self.offsets[task] + i for i in queues[task].pop()])
-        skip, self._skip = self._skip, 0
-        return iter(batches[skip:])
-
-    def state_dict(self, consumed: int) -> dict:
-        generator = self._epoch_start if consumed else self.generator.get_state()
-        return {"generator": generator.clone(), "consumed": consumed}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.generator.set_state(state["generator"])
-        self._skip = state["consumed"]
+        return batches
 
 
 def multitask_loader(formats: list, features: list[list[dict]], batch_size: int, seed: int, temperature: float,
