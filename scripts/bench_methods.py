@@ -25,13 +25,16 @@ FULL_FT = {"full"}  # full fine-tuning's trainer preset (weight decay 0.1; its r
 # al.) exceeds the width; prompt tuning's 100 tokens (Lester et al., for T5 up to XXL) make every sequence
 # ~4x longer, and on this model 20 tokens train better (66.4% against 51.6% after one epoch).
 FITS_MINILM = {"parallel": ["method.bottleneck=96"], "prompt": ["method.length=20"]}
+# Not single-task methods of an encoder: ICL and Hyperformer run on decoders and encoder-decoders
+# (Hyperformer multi-task), AdapterFusion fuses finished adapter runs, a combination names its parts.
+NOT_HERE = {"icl", "hyperformer", "hyperformer_pp", "adapter_fusion", "composed"}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--results", default="results/bench_methods")
-    parser.add_argument("--methods", nargs="*", default=available("method"))
+    parser.add_argument("--methods", nargs="*", default=[m for m in available("method") if m not in NOT_HERE])
     args = parser.parse_args()
     for method in args.methods:
         trainer = ["trainer=full_ft"] if method in FULL_FT else []
