@@ -1,6 +1,8 @@
 """Test environment: never reach the hub (a hub call offline can hang ~45 s), private HF cache."""
 
+import atexit
 import os
+import shutil
 import tempfile
 
 import pytest
@@ -8,7 +10,9 @@ import pytest
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
-os.environ.setdefault("HF_HOME", tempfile.mkdtemp(prefix="peftbench-hf-"))
+if "HF_HOME" not in os.environ:
+    os.environ["HF_HOME"] = tempfile.mkdtemp(prefix="peftbench-hf-")
+    atexit.register(shutil.rmtree, os.environ["HF_HOME"], ignore_errors=True)
 os.environ.pop("PEFTBENCH_DATA", None)
 
 
