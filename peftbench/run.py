@@ -327,7 +327,8 @@ def _pipeline(p: Plan, fmt, tokenizer, trainer_cfg) -> _Pipeline:
         for part, f, feats in zip(p.parts, formats, features):
             p.method.select_task(part.task.name)
             for split in part.task.eval_splits:
-                predictions = f.predict(model, feats[split], trainer_cfg.eval_batch_size)
+                with p.method.evaluating(model):
+                    predictions = f.predict(model, feats[split], trainer_cfg.eval_batch_size)
                 metrics[f"{part.task.name}/{split}" if p.multitask else split] = part.task.score(
                     predictions, part.data.splits[split]
                 )

@@ -5,6 +5,8 @@ The fast transform is checked against the dense product H·G·Π·H·B built her
 starting exactly at θ0, θ0 never written, the projection fixed by the seed, merge / unmerge.
 """
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -229,3 +231,30 @@ def test_counts_from_the_config_alone(node):
     method = build_method(node)
     counts = parameter_counts(model, method, attach(method, model, anatomy_of("bert")))
     assert counts["trainable_method"] == node["dim"]
+
+
+def test_a_runs_evaluation_projects_each_tensor_once_not_once_per_batch(tmp_path, monkeypatch):
+    """Through the run command in-process: every W0 + λ P θ of an evaluation comes from one Fastfood
+    transform (``Method.evaluating``), however many batches the split has; the metric is unchanged."""
+    from peftbench.cli import main
+    from peftbench.methods.said import SubspaceDelta
+
+    calls = {"evaluating": 0}
+    delta = SubspaceDelta.delta
+
+    def counted(self):
+        calls["evaluating"] += torch.is_inference_mode_enabled()
+        return delta(self)
+
+    monkeypatch.setattr(SubspaceDelta, "delta", counted)
+    monkeypatch.chdir(tmp_path)
+    results = tmp_path / "results"
+    main(["run", "model=tiny-bert", "method=said", "task=rte", "data.source=embedded", "trainer.max_steps=1",
+          "trainer.eval_batch_size=4", "trainer.progress=false", f"results_dir={results}"])  # fmt: skip
+    (run_dir,) = [p for p in results.iterdir() if not p.name.startswith(".")]
+    record = json.loads((run_dir / "record.json").read_text())
+    evaluations = len((run_dir / "history.jsonl").read_text().splitlines())
+    model, _ = tiny_classifier("tiny-bert")
+    tensors = len(backbone_tensors(model))
+    assert record["data"]["rows"]["validation"] > 4 * 2  # several batches per evaluation
+    assert calls["evaluating"] == tensors * evaluations

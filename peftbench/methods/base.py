@@ -10,6 +10,8 @@ To add a method: write one file in this folder with a ``Method`` subclass decora
 
 from __future__ import annotations
 
+import contextlib
+
 from dataclasses import dataclass
 from typing import ClassVar, Optional
 
@@ -76,6 +78,11 @@ class Method:
         """Files the run writes beside its record after training, with the best weights loaded:
         {file name: JSON-able data} (AdapterFusion's attention over its adapters)."""
         return {}
+
+    def evaluating(self, model):
+        """The context the run evaluates in: nothing by default; SAID computes its projected
+        weights once for all batches instead of at every forward."""
+        return contextlib.nullcontext()
 
     def record_entry(self) -> dict:
         """Fields the method adds to the run's record (AdapterFusion: the fused runs)."""

@@ -16,6 +16,8 @@ Methods that do not compose are refused: ``full`` and ``head`` (nothing left to 
 
 from __future__ import annotations
 
+import contextlib
+
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -87,6 +89,12 @@ class Composed(Method):
     def parameter_names(self, model) -> list[str]:
         """Every part's parameters, each tensor once, by its name in the combined model."""
         return list(self._names)
+
+    def evaluating(self, model):
+        stack = contextlib.ExitStack()
+        for part in self.parts:
+            stack.enter_context(part.evaluating(model))
+        return stack
 
     def saved_buffers(self, model) -> dict:
         return {name: tensor for part in self.parts for name, tensor in part.saved_buffers(model).items()}

@@ -122,6 +122,11 @@ class SAID(Method):
     def parameter_names(self, model) -> list[str]:
         return [n for n, _ in model.named_parameters() if n.split(".")[-2:] in (["said", "theta"], ["said", "lam"])]
 
+    def evaluating(self, model):
+        """Evaluation changes no weight, so each W0 + λ P θ is computed once for all its batches
+        (P θ is a Fastfood transform of the tensor's size; per batch it dominated evaluation)."""
+        return parametrize.cached()
+
     def deltas(self, model) -> list[tuple[nn.Module, str, SubspaceDelta]]:
         """Each parametrisation once (a tied tensor's holders share one), with a module holding it."""
         found, seen = [], set()
