@@ -36,7 +36,7 @@ MODELS = ["tiny-bert", "tiny-gpt2"]
 # --- the fast Walsh–Hadamard transform and Fastfood -------------------------------------------
 
 
-@pytest.mark.parametrize("n", [1, 2, 4, 8, 32, 128])
+@pytest.mark.parametrize("n", [1, 2, 4, 8, 32, 128, 2048])  # 2048 = 16·16·8: a partial last factor
 def test_fwht_equals_the_hadamard_matrix(n):
     x = torch.randn(3, n, dtype=torch.float64)
     expected = x @ torch.from_numpy(hadamard(n).astype(np.float64)).T

@@ -31,23 +31,37 @@ import torch
 from torch import nn
 
 
+BLOCK = 16  # the Hadamard factor applied per pass (measured: 16 beats 2, 64 and 256 on CPU)
+
+
 def fwht(x: torch.Tensor) -> torch.Tensor:
     """The unnormalised Walsh–Hadamard transform H x along the last dimension (a power of two).
 
     H is Sylvester's ordering (``scipy.linalg.hadamard``): H_2n = [[H_n, H_n], [H_n, −H_n]].
     H is symmetric and H H = n·I, so ``fwht(fwht(x)) == n · x``.
+
+    Computed as Kronecker factors: H_n = H_{s_1} ⊗ … ⊗ H_{s_m} (each s ≤ ``BLOCK``), and H_s
+    applied to one binary digit group of the index at a time, as one batched matrix product per
+    group, so a 2^24-long transform (a word embedding's) takes 6 passes over memory, not 24.
     """
     n = x.shape[-1]
     if n & (n - 1):
         raise ValueError(f"the Walsh–Hadamard transform needs a power-of-two length, got {n}")
     lead = x.shape[:-1]
-    h = 1
-    while h < n:
-        pairs = x.reshape(*lead, n // (2 * h), 2, h)
-        a, b = pairs[..., 0, :], pairs[..., 1, :]
-        x = torch.stack((a + b, a - b), dim=-2)
-        h *= 2
+    stride = 1
+    while stride < n:
+        size = min(BLOCK, n // stride)
+        x = _sylvester(size, x.dtype, x.device) @ x.reshape(-1, size, stride)  # H_size on this digit group
+        stride *= size
     return x.reshape(*lead, n)
+
+
+def _sylvester(n: int, dtype: torch.dtype, device) -> torch.Tensor:
+    """The n×n Hadamard matrix of Sylvester's ordering (n a power of two)."""
+    h = torch.ones(1, 1, dtype=dtype, device=device)
+    while h.shape[0] < n:
+        h = torch.cat((torch.cat((h, h), 1), torch.cat((h, -h), 1)), 0)
+    return h
 
 
 class _WalshHadamard(torch.autograd.Function):
