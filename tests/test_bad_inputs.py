@@ -177,12 +177,14 @@ def test_diverging_loss_stops_the_run_keeps_the_last_good_checkpoint_and_says_wh
 
 
 def test_an_update_that_overflows_float_stops_the_run_in_one_line(tmp_path):
-    """lr 1e38: Adam's update overflows float32 (the fused kernel writes inf into the weights); the
-    next check of the loss and weights stops the run, before anything diverged is saved."""
+    """lr 1e38: Adam's update overflows float32 (the fused kernel writes inf into the weights at
+    step 1); step 2's loss is NaN, and the check before the epoch's checkpoint (64 rows, batch 32)
+    stops the run there, before anything diverged is saved."""
     results = tmp_path / "results"
     argv = ["run", *TINY, "method=full", "trainer.lr=1e38", "trainer.max_grad_norm=0", f"results_dir={results}"]
     result = peftbench(*argv, cwd=tmp_path)
-    _check_one_line(result, "not finite at step", after_start=True)
+    line = _check_one_line(result, "loss is not finite at step 2", after_start=True)
+    assert "no checkpoint was kept" in line
     (run_dir,) = results.iterdir()
     record = json.loads((run_dir / "record.json").read_text())
     assert record["status"] == "failed" and "lower trainer.lr" in record["error"]
