@@ -111,9 +111,9 @@ def list_runs(results: str) -> None:
     """One line per readable run: status, main metric, run id (damaged records and checkpoints warned)."""
     from pathlib import Path
 
-    from peftbench.results.record import iter_records
+    from peftbench.doctor import records
 
-    for record in iter_records(Path(results)):
+    for record in records(Path(results)):
         main = (record.get("metrics") or {}).get("main")
         score = f"{main['metric']}={main['value']:.4f}" if main else ""
         print(f"{record['status']:<9} {score:<22} {record['run_id']}")
@@ -122,7 +122,7 @@ def list_runs(results: str) -> None:
 def cmd_doctor(args) -> None:
     from pathlib import Path
 
-    from peftbench.results.doctor import report
+    from peftbench.doctor import report
 
     results = Path(args.results)
     if not results.is_dir():
@@ -183,17 +183,17 @@ def cmd_table(args) -> None:
     from pathlib import Path
 
     from peftbench.config import CONF_DIR
-    from peftbench.results.record import iter_records
+    from peftbench.doctor import records
     from peftbench.results.spec import load_spec
     from peftbench.results.render import render
     from peftbench.results.table import build_table
 
     spec = load_spec(args.name, CONF_DIR)
     results = Path(args.results)
-    records = iter_records(results) if results.is_dir() else []
-    text = render(build_table(spec, records, model=args.model), args.format)
+    found = records(results) if results.is_dir() else []
+    text = render(build_table(spec, found, model=args.model), args.format)
     if args.out:
-        from peftbench.results.record import write_text_atomic
+        from peftbench.atomic import write_text_atomic
 
         write_text_atomic(Path(args.out), text)
     else:
@@ -203,23 +203,23 @@ def cmd_table(args) -> None:
 def cmd_plot(args) -> None:
     from pathlib import Path
 
-    from peftbench.results import plot
-    from peftbench.results.record import iter_records
+    from peftbench.doctor import records
+    from peftbench.results import draw, plot
 
     out = Path(args.out)
-    plot.output_format(out)  # a bad --out fails before any record is read
+    draw.output_format(out)  # a bad --out fails before any record is read
     if args.kind == "fusion":
         from peftbench.results.fusion_plot import draw_fusion, fusion_maps
 
-        draw_fusion(fusion_maps(iter_records(Path(args.results)), Path(args.results), args.model, args.task), out)
+        draw_fusion(fusion_maps(records(Path(args.results)), Path(args.results), args.model, args.task), out)
         print(out)
         return
     build = plot.rank_sweep if args.kind == "rank_sweep" else plot.frontier
     figure = build(
-        iter_records(Path(args.results)),
+        records(Path(args.results)),
         model=args.model, task=args.task, metric=args.metric, statistic=args.statistic, where=f"{Path(args.results)}/",
     )  # fmt: skip
     if figure.unscored:
         print(f"warning: {figure.unscored} matching run(s) have no value for the metric and are not plotted", file=sys.stderr)
-    plot.draw(figure, out)
+    draw.draw(figure, out)
     print(out)

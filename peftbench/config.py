@@ -14,6 +14,8 @@ from typing import Any, Optional
 
 from omegaconf import MISSING
 
+from peftbench.errors import UserError
+
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 GROUPS = ("model", "method", "task", "trainer", "experiment")
 
@@ -156,13 +158,68 @@ def identity(cfg: dict) -> dict:
     return out
 
 
+def check_trainer(trainer: dict, task: dict) -> None:
+    """Refuse impossible trainer values (and a task length too short to hold a row); before any model loads."""
+    for key in ("batch_size", "eval_batch_size", "grad_accum", "epochs", "log_every"):
+        if trainer[key] < 1:
+            raise UserError(f"trainer.{key} must be ≥ 1, got {trainer[key]}")
+    if trainer["max_steps"] is not None and trainer["max_steps"] < 1:
+        raise UserError(f"trainer.max_steps must be ≥ 1, got {trainer['max_steps']}")
+    if trainer["lr"] <= 0:
+        raise UserError(f"trainer.lr must be positive, got {trainer['lr']}")
+    if not 0 <= trainer["warmup_ratio"] < 1:
+        raise UserError(f"trainer.warmup_ratio must be in [0, 1), got {trainer['warmup_ratio']}")
+    if trainer["precision"] not in {"auto", "fp32", "bf16", "fp16"}:
+        raise UserError(f"trainer.precision must be auto, fp32, bf16 or fp16, got '{trainer['precision']}'")
+    if trainer["frozen_bf16"] and trainer["precision"] not in {"bf16", "auto"}:
+        raise UserError(
+            f"trainer.frozen_bf16 needs bf16 autocast, but trainer.precision is {trainer['precision']}; "
+            "set trainer.precision=bf16 or drop trainer.frozen_bf16"
+        )
+    if trainer["device"] not in {"auto", "cpu", "cuda"}:
+        raise UserError(f"trainer.device must be auto, cpu or cuda, got '{trainer['device']}'")
+    if task["max_length"] < 8:
+        raise UserError(f"task.max_length must be ≥ 8, got {task['max_length']}")
+
+
 def model_config(name: str) -> ModelConfig:
     """The typed ``conf/model/<name>.yaml`` (for commands and tests that need no full composition)."""
     from omegaconf import OmegaConf
 
-    from peftbench.errors import UserError
 
     path = CONF_DIR / "model" / f"{name}.yaml"
     if not path.is_file():
         raise UserError(f"unknown model '{name}'; choose one of: {', '.join(available('model'))}")
     return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(ModelConfig), OmegaConf.load(path)))
+
+
+def method_preset(name: str) -> dict:
+    """``conf/method/<name>.yaml`` as Hydra composes it: the entries of its ``defaults`` list (other
+    presets of the group, e.g. ``bitfit_qm2`` on ``bitfit``) merged in order, ``_self_`` where it
+    stands (last when absent)."""
+    from omegaconf import OmegaConf
+
+
+    path = CONF_DIR / "method" / f"{name}.yaml"
+    if not path.is_file():
+        raise UserError(f"unknown method '{name}'; known: {', '.join(available('method'))} (peftbench list methods)")
+    own = OmegaConf.load(path)
+    defaults = list(own.pop("defaults", None) or [])
+    if "_self_" not in defaults:
+        defaults.append("_self_")
+    merged = OmegaConf.create()
+    for entry in defaults:
+        merged = OmegaConf.merge(merged, own if entry == "_self_" else method_preset(entry))
+    return OmegaConf.to_container(merged, resolve=True)
+
+
+def with_parts(method_node: dict) -> dict:
+    """The node a method is built from: a combination (``method=[lora,bitfit]``, name ``composed``)
+    gets ``parts``, each part's preset with the combination's ``settings`` for it, so that the
+    method layer never reads ``conf/``; any other node as it is. The run's config (and its id)
+    keeps the node as given."""
+    if method_node.get("name") != "composed":
+        return method_node
+    settings = method_node.get("settings") or {}
+    parts = [{**method_preset(name), **(settings.get(name) or {})} for name in method_node.get("methods") or []]
+    return {**method_node, "parts": parts}

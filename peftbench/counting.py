@@ -22,26 +22,26 @@ def parameter_counts(model, method, head: list[str]) -> dict:
 
 
 def counts_from_config(cfg) -> dict:
-    """Counts for a composed config's model × method × task, without weights or data."""
+    """Counts for a composed config's model × method × task, without weights or data; the model,
+    method and format are checked as a run plans them (``peftbench.plan``)."""
     from omegaconf import OmegaConf
 
-    from peftbench.formats import FORMATS, format_name
-    from peftbench.methods import build_method
+    from peftbench.formats import FORMATS
     from peftbench.methods.base import attach
-    from peftbench.models.anatomy import anatomy_of, head_parameter_names
-    from peftbench.models.load import architecture_config, model_type, skeleton_for_classification
-    from peftbench.tasks import get_task
+    from peftbench.models.anatomy import head_parameter_names
+    from peftbench.models.load import architecture_config, skeleton_for_classification
+    from peftbench.plan import checked_anatomy, method_from_config, run_format, run_tasks
 
     model_cfg = OmegaConf.to_object(cfg.model)
-    method = build_method(OmegaConf.to_container(cfg.method, resolve=True))
-    tasks = list(cfg.task.get("tasks") or [cfg.task.name])
-    method.tasks = tasks
-    anatomy = anatomy_of(model_type(model_cfg))
+    method_node = OmegaConf.to_container(cfg.method, resolve=True)
+    method = method_from_config(method_node)
+    _, tasks = run_tasks(OmegaConf.to_container(cfg.task, resolve=True))
+    method.tasks = [task.name for task in tasks]
+    anatomy = checked_anatomy(model_cfg)
     arch_config = architecture_config(model_cfg)
     method.check_model(anatomy, arch_config)
-    task = get_task(tasks[0])
-    fmt = format_name(task, model_cfg.family, cfg.task.format)
-    method.check_format(task, fmt)
+    task = tasks[0]
+    fmt = run_format(task, model_cfg.family, cfg.task.format, method)
     model = skeleton_for_classification(model_cfg, 1 if fmt == "multiple_choice" else task.num_labels)
     classifier = sum(param.numel() for name, param in model.named_parameters() if name in head_parameter_names(model))
     backbone = sum(param.numel() for param in model.parameters()) - classifier
@@ -54,10 +54,9 @@ def counts_from_config(cfg) -> dict:
         "model_type": arch_config.model_type,
         "layers": getattr(arch_config, anatomy.layers_key),
         "hidden": getattr(arch_config, anatomy.hidden_size_key),
-        "method": OmegaConf.to_container(cfg.method, resolve=True),
+        "method": method_node,
         "task": cfg.task.name,
-        "tasks": tasks,
+        "tasks": method.tasks,
         "format": fmt,
         **counts,
     }
-

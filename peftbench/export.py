@@ -29,13 +29,14 @@ def export_peft(run_dir: Path, out: Path) -> Path:
     from omegaconf import OmegaConf
     from peft import get_peft_model
 
+    from peftbench.atomic import write_text_atomic
     from peftbench.config import ModelConfig
-    from peftbench.methods import build_method
     from peftbench.methods.base import attach
     from peftbench.models.anatomy import anatomy_of
     from peftbench.models.load import model_type
-    from peftbench.results.record import read_record, write_text_atomic
-    from peftbench.run import build_model
+    from peftbench.pipeline import build_model
+    from peftbench.plan import method_from_config
+    from peftbench.results.record import read_record
     from peftbench.tasks import get_task
     from peftbench.train.weights import load_weights
 
@@ -44,7 +45,7 @@ def export_peft(run_dir: Path, out: Path) -> Path:
         raise UserError(f"run {run_dir} is {record['status']}, not complete; export a finished run")
     if out.exists() and any(out.iterdir()):
         raise UserError(f"{out} exists and is not empty; pass a new --out folder")
-    method = build_method(record["method_config"])
+    method = method_from_config(record["method_config"])
     if not method.in_peft:
         method.to_peft(None)  # the refusal, before any weights load
     if record.get("format", "classification") != "classification":

@@ -2,8 +2,12 @@
 
 Hydra composes ``conf/`` into one config per job and, with ``-m``, runs a sweep through its
 launcher (basic, joblib, submitit). Before any of that, every job the command line describes is
-composed and planned here (``peftbench.run.plan``): an unknown name, a wrong type or an
+composed and planned here (``peftbench.plan``): an unknown name, a wrong type or an
 impossible value in any job of a sweep exits with status 2 and one line, and nothing runs.
+
+Every job is planned once: the check plans it, and a job that runs in this process (Hydra's basic
+launcher) executes that plan; joblib and submitit workers, other processes, plan their job again.
+The jobs of one command read each task's rows once (``peftbench.plan.Planner``).
 
 Each job holds its run's lock (``peftbench.results.lock``) while it trains: a second process on
 the same run says who holds it and moves on (exit status 3 for a single run), or waits for it
@@ -30,9 +34,24 @@ WAIT_FLAG = "--wait"
 BUSY_STATUS = 3
 
 
+_planner = None  # this command's Planner (a worker process starts with none and makes its own)
+
+
+def planner():
+    """This process's planner: the command's jobs share it."""
+    global _planner
+    if _planner is None:
+        from peftbench.plan import Planner
+
+        _planner = Planner()
+    return _planner
+
+
 def launch(argv: list[str]) -> None:
     import hydra
 
+    global _planner
+    _planner = None  # a fresh one per command: nothing planned or read before it is reused
     register_configs()
     wait = WAIT_FLAG in argv
     argv = expand_lists([a for a in argv if a != WAIT_FLAG])
@@ -40,7 +59,7 @@ def launch(argv: list[str]) -> None:
     overrides = [a for a in argv if not a.startswith("-")]
     sweep = None
     if not any(a in {"-h", "--help", "--hydra-help", "-c", "--cfg", "--info"} for a in argv):
-        run_dirs = [plan_job(job).run_dir for job in jobs(overrides, multirun=multirun)]
+        run_dirs = [planner().plan(compose(job)).run_dir for job in jobs(overrides, multirun=multirun)]
         sweep = Sweep(run_dirs) if multirun else None
     if sweep and len(sweep.done_before) == len(sweep.run_dirs):  # nothing to launch
         sweep.report()
@@ -152,19 +171,13 @@ def compose(overrides: list[str], with_hydra: bool = False):
         raise UserError(_describe_composition_error(error)) from None
 
 
-def plan_job(job: list[str]):
-    from peftbench.run import plan
-
-    return plan(compose(job))
-
-
 def _run_job(cfg, wait: bool) -> None:
     from peftbench.results.lock import run_lock
     from peftbench.results.record import is_complete, read_record
-    from peftbench.run import execute, plan
+    from peftbench.run import execute
     from peftbench.summary import print_summary
 
-    p = plan(cfg)
+    p = planner().take(cfg)
     if not is_complete(p.run_dir):
         with run_lock(p.run_dir, wait):
             if not is_complete(p.run_dir):  # it may have been completed while we waited

@@ -12,7 +12,6 @@ any predictions file, printed as JSON with four decimals (as the official scorer
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from peftbench.errors import UserError
@@ -77,9 +76,9 @@ def _label_rows(task, references: Path) -> list[dict]:
 
 
 def _validation_rows(task, data_dir: str | None) -> list[dict]:
-    directory = data_dir or os.environ.get("PEFTBENCH_DATA")
-    source = "dir" if directory else ("embedded" if task.has_embedded else "hub")
-    rows = task.load(source, directory).splits.get(task.main_split)
+    from peftbench.tasks.sources import load_task
+
+    rows = load_task(task, "auto", data_dir).splits.get(task.main_split)
     if not rows or rows[0]["label"] is None:
         raise UserError(f"task {task.name} has no labelled {task.main_split} rows there; pass --references FILE")
     return rows

@@ -69,7 +69,7 @@ SWITCHES = {  # peftbench on lora-sst2: each against the default
 
 def _plan(case: Case, data: str, steps: int, extra: list[str]):
     from peftbench.launch import compose
-    from peftbench.run import plan
+    from peftbench.plan import plan
 
     return plan(compose([
         f"model={case.model}", f"task={case.task}", f"method={case.method}", *case.overrides, f"data.dir={data}",
@@ -80,10 +80,11 @@ def _plan(case: Case, data: str, steps: int, extra: list[str]):
 
 def _prepared(p):
     """The run's model (before the method), tokenizer, format and encoded training rows."""
-    from peftbench.run import build_model
+    from peftbench.pipeline import build_model
 
-    model, tokenizer, fmt = build_model(p.model_cfg, p.task, p.config["seed"], p.format, p.config["task"])
-    return model, tokenizer, fmt, fmt.encode(p.data.splits[p.task.train_split])
+    part = p.parts[0]
+    model, tokenizer, fmt = build_model(p.model_cfg, part.task, p.config["seed"], part.format, p.config["task"])
+    return model, tokenizer, fmt, fmt.encode(part.data.splits[part.task.train_split])
 
 
 def _matmul_weights(model) -> int:
@@ -104,15 +105,16 @@ def worker_peftbench(case: Case, data: str, steps: int, extra: list[str], profil
     import torch
 
     from peftbench.methods.base import attach
-    from peftbench.run import _namespace
+    from peftbench.pipeline import trainer_settings
+    from peftbench.train.batching import train_loader
     from peftbench.train.loop import fit
 
     p = _plan(case, data, steps, extra)
     model, tokenizer, fmt, features = _prepared(p)
-    cfg = _namespace(p.config["trainer"])
-    loader = fmt.train_loader(features, cfg.batch_size, p.config["seed"], cfg.group_by_length)
+    cfg = trainer_settings(p.config)
+    loader = train_loader(features, fmt, cfg.batch_size, p.config["seed"], cfg.group_by_length)
     attach(p.method, model, p.anatomy, tokenizer, train_head=fmt.trains_head)
-    select = (p.task.main_split, p.task.main_metric)
+    select = (p.parts[0].task.main_split, p.parts[0].task.main_metric)
     no_evaluation = lambda model: {select[0]: {select[1]: 0.0}}  # noqa: E731 (training alone is timed)
     if profile:
         from torch.profiler import ProfilerActivity, profile as profiler
@@ -235,7 +237,7 @@ def worker_generation(data: str, use_cache: bool) -> dict:
     attach(p.method, model, p.anatomy, tokenizer, train_head=fmt.trains_head)
     model.eval()
     model.generation_config.use_cache = use_cache
-    rows = p.data.splits["validation"]
+    rows = p.parts[0].data.splits["validation"]
     features = fmt.encode(rows)
     groups = list(dict.fromkeys(f["group"] for f in features))[:4]
     features = [next(f for f in features if f["group"] == g) for g in groups]

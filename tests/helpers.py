@@ -19,12 +19,12 @@ def tiny_classifier(name: str, num_labels: int = 2, seed: int = 0):
 def apply_method(model, method_node: dict, model_name: str):
     """Freeze ``model``, apply the method, unfreeze the head (as a run does); return the method."""
     from peftbench.config import model_config
-    from peftbench.methods import build_method
     from peftbench.methods.base import attach
     from peftbench.models.anatomy import anatomy_of
     from peftbench.models.load import model_type
+    from peftbench.plan import method_from_config
 
-    method = build_method(method_node)
+    method = method_from_config(method_node)
     attach(method, model, anatomy_of(model_type(model_config(model_name))))
     return method
 

@@ -104,6 +104,7 @@ def test_one_step_moves_only_fusion_and_head_and_the_penalty_keeps_v_near_identi
     from peftbench.methods.base import attach
     from peftbench.models.anatomy import anatomy_of, head_parameter_names
     from peftbench.models.load import architecture_config
+    from peftbench.results.record import RunIndex
     from tests.helpers import assert_step_touches_only, tiny_classifier
 
     _, results, _ = two_stages
@@ -112,7 +113,7 @@ def test_one_step_moves_only_fusion_and_head_and_the_penalty_keeps_v_near_identi
     method.tasks = ["rte"]
     anatomy = anatomy_of("bert")
     method.check_model(anatomy, architecture_config(model_config("tiny-bert")))
-    method.prerequisites(results, "tiny-bert", 0)
+    method.prerequisites(RunIndex(results), "tiny-bert", 0)
     attach(method, model, anatomy)
     own = set(method.parameter_names(model))
     assert own and all(n.split(".")[-2] in ("query", "key", "value") for n in own)

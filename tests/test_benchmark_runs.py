@@ -4,7 +4,8 @@ format, and leaves a complete record with the task's metric names."""
 import pytest
 
 from peftbench.launch import compose
-from peftbench.run import execute, plan
+from peftbench.plan import plan
+from peftbench.run import execute
 from peftbench.tasks import get_task
 from peftbench.tasks.raft import BENCHMARK_TASKS
 from tests.test_superglue_tasks import RECORD_LINE, write_task
@@ -52,13 +53,12 @@ def test_raft_task_runs_one_fold(tmp_path, model, task):
 
 def test_folds_partition_the_rows_across_runs(tmp_path):
     """The five folds of a RAFT task validate on disjoint rows that together cover all 50."""
-    from peftbench.run import _load_data
+    from peftbench.launch import compose
 
     seen = []
     for fold in range(5):
-        data_cfg = {"source": "embedded", "dir": None, "max_train_samples": None, "max_eval_samples": None,
-                    "folds": None, "fold": fold}  # fmt: skip
-        data = _load_data(data_cfg, get_task("raft_overruling"))
+        (part,) = plan(compose(["model=tiny-gpt2", "task=raft_overruling", "data.source=embedded", f"data.fold={fold}"])).parts
+        data = part.data
         assert len(data.splits["train"]) == 40 and "fold" in data.location
         seen += [row["id"] for row in data.splits["validation"]]
     assert len(seen) == len(set(seen)) == 50

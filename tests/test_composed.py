@@ -27,6 +27,16 @@ def test_lora_with_bitfit_on_roberta_base_is_the_sum_of_the_papers_columns(capsy
     assert smaller["trainable_method"] == 294_912 // 2 + bitfit["trainable_method"]
 
 
+@pytest.mark.parametrize("order", [["lora", "bitfit_qm2"], ["bitfit_qm2", "lora"]])
+def test_a_part_whose_preset_builds_on_another_and_a_wrapped_projection(capsys, order):
+    """bitfit_qm2's YAML is bitfit's with two roles (its defaults list); after LoRA wraps W_q, its b_q
+    is the wrapped layer's bias. Either order gives the two methods' columns summed."""
+    both = _params(capsys, "model=roberta-base", f"method=[{','.join(order)}]")
+    qm2 = _params(capsys, "model=roberta-base", "method=bitfit_qm2")
+    assert qm2["trainable_method"] == 12 * (768 + 3072)  # b_q and b_m2 in each of 12 layers
+    assert both["trainable_method"] == 294_912 + qm2["trainable_method"]
+
+
 @pytest.mark.parametrize("model_name", ["tiny-bert", "tiny-t5"])
 def test_shared_tensors_are_counted_once_and_only_the_union_trains(model_name, tmp_path):
     node = {"name": "composed", "methods": ["houlsby", "bitfit"] if model_name == "tiny-bert" else ["lora", "ia3"],

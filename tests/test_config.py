@@ -5,14 +5,15 @@ import pytest
 from peftbench.config import identity
 from peftbench.errors import UserError
 from peftbench.launch import compose, jobs
-from peftbench.run import plan
+from peftbench.plan import plan
 
 
 def test_the_defaults_are_the_demo():
     cfg = compose([])
     assert (cfg.model.name, cfg.method.name, cfg.task.name) == ("minilm-l6", "lora", "sst2")
     p = plan(cfg)
-    assert p.data.source == "embedded" and len(p.data.splits["validation"]) == 872
+    data = p.parts[0].data
+    assert data.source == "embedded" and len(data.splits["validation"]) == 872
 
 
 def test_experiment_preset_takes_per_task_values():

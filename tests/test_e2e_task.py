@@ -53,7 +53,7 @@ def test_release_folder_and_refusals(tmp_path):
     (folder / "devset.csv").write_text("meaning,text\nx,y\n")
     with pytest.raises(UserError, match="expected the columns mr, ref"):
         E2E.load("dir", str(tmp_path))
-    with pytest.raises(UserError, match="no E2E devset.csv"):
+    with pytest.raises(UserError, match="no E2E folder"):
         E2E.load("dir", str(tmp_path / "nowhere"))
 
 
@@ -61,7 +61,7 @@ def test_release_folder_and_refusals(tmp_path):
 def test_soft_prompt_methods_are_refused_for_generation_before_loading(tmp_path, method):
     """Their hooks would see generate's cached steps as fresh inputs: refused at plan time."""
     from peftbench.launch import compose
-    from peftbench.run import plan
+    from peftbench.plan import plan
 
     cfg = compose(["model=tiny-gpt2", "task=e2e", f"method={method}", f"results_dir={tmp_path}"])
     with pytest.raises(UserError, match=f"method '{method}' cannot decode text yet"):

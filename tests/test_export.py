@@ -11,7 +11,7 @@ from peftbench.config import model_config
 from peftbench.methods import build_method
 from peftbench.methods.base import attach
 from peftbench.models.anatomy import anatomy_of
-from peftbench.run import build_model
+from peftbench.pipeline import build_model
 from peftbench.tasks import get_task
 from peftbench.train.weights import load_weights
 from tests.cli import peftbench

@@ -13,7 +13,9 @@ from peftbench.launch import compose
 from peftbench.methods import build_method
 from peftbench.methods.icl import SEPARATOR
 from peftbench.models.load import load_tokenizer
-from peftbench.run import build_model, execute, plan
+from peftbench.pipeline import build_model
+from peftbench.plan import plan
+from peftbench.run import execute
 from peftbench.tasks import get_task
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -101,12 +103,13 @@ def test_a_run_trains_nothing_and_scores_what_the_model_ranks(tmp_path, rte):
     record = execute(p)
     assert record["status"] == "complete" and record["format"] == "rank_classification"
     assert record["params"]["trainable"] == 0 and record["cost"]["steps"] == 0
-    model, tokenizer, _ = build_model(p.model_cfg, p.task, 0, p.format, p.config["task"])
+    part = p.parts[0]
+    model, tokenizer, _ = build_model(p.model_cfg, part.task, 0, part.format, p.config["task"])
     model.eval()
-    prompted = p.method.prompt_task(p.task, p.data.splits["train"], 0, tokenizer, 512)
-    rows = p.data.splits["validation"]
+    prompted = p.method.prompt_task(part.task, part.data.splits["train"], 0, tokenizer, 512)
+    rows = part.data.splits["validation"]
     with torch.no_grad():
-        picked = [_rank_by_hand(model, tokenizer, prompted.prompt(row), p.task.verbalizers) for row in rows]
+        picked = [_rank_by_hand(model, tokenizer, prompted.prompt(row), part.task.verbalizers) for row in rows]
     expected = sum(pick == row["label"] for pick, row in zip(picked, rows)) / len(rows)
     assert record["metrics"]["best"]["validation"]["accuracy"] == pytest.approx(expected)
 

@@ -9,7 +9,8 @@ import torch
 from peftbench.launch import compose, expand_lists
 from peftbench.results.spec import load_spec
 from peftbench.results.table import build_table, per_task
-from peftbench.run import execute, plan
+from peftbench.plan import plan
+from peftbench.run import execute
 from peftbench.config import CONF_DIR
 from peftbench.train.sampling import TemperatureBatches, task_probabilities
 

@@ -326,7 +326,7 @@ def test_frontier_svg_has_a_marker_per_variant_labels_and_the_frontier(tmp_path,
 
 
 def test_a_method_with_no_parameters_of_its_own_is_drawn_on_a_symlog_axis(tmp_path):
-    from peftbench.results.plot import draw
+    from peftbench.results.draw import draw
 
     runs = [record(0.6, method="head", trainable=0, memory=None), record(0.7, method="bitfit", trainable=1000)]
     plot = frontier(runs)

@@ -13,7 +13,7 @@ from peftbench.config import CONF_DIR, available
 from peftbench.errors import UserError
 from peftbench.launch import compose, jobs
 from peftbench.methods import build_method
-from peftbench.run import plan
+from peftbench.plan import plan
 
 PRESETS = available("experiment")
 SECTIONS = ("method", "task", "trainer", "data")  # the sections whose values must say where they come from

@@ -18,6 +18,7 @@ from peftbench.errors import UserError
 from peftbench.tasks import get_task, raft, task_names
 from peftbench.tasks.folds import cross_validation_split, fold_assignment
 from peftbench.tasks.metrics import macro_f1
+from peftbench.tasks.raft_submission import write_submission
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 EMBEDDED_RAFT = REPO_ROOT / "peftbench" / "tasks" / "data" / "raft"
@@ -440,7 +441,7 @@ def read_submission(path: Path) -> list[list[str]]:
 def test_submission_csv_round_trip(tmp_path):
     task = get_task("raft_neurips_impact_statement_risks")
     ids, predictions = [50, 51, 52], [0, 1, 0]
-    path = raft.write_submission(tmp_path / "data", task.name, ids, predictions)
+    path = write_submission(tmp_path / "data", raft.spec_for(task.name), ids, predictions)
     assert path == tmp_path / "data" / "neurips_impact_statement_risks" / "predictions.csv"
     assert path.read_text(encoding="utf-8").splitlines()[0] == "ID,Label"
     table = read_submission(path)
@@ -449,7 +450,7 @@ def test_submission_csv_round_trip(tmp_path):
     assert [task.label_names.index(label) for _, label in table[1:]] == predictions
     assert [raft.parse_id(identifier) for identifier, _ in table[1:]] == ids
     # Rewriting replaces the file whole (by folder name or task name, indices or label texts).
-    raft.write_submission(tmp_path / "data", "neurips_impact_statement_risks", [50], ["mentions a harmful application"])
+    write_submission(tmp_path / "data", raft.spec_for("neurips_impact_statement_risks"), [50], ["mentions a harmful application"])
     assert read_submission(path) == [["ID", "Label"], ["50", "mentions a harmful application"]]
     assert sorted(p.name for p in path.parent.iterdir()) == ["predictions.csv"]  # no temp file left
 
@@ -458,21 +459,21 @@ def test_submission_quotes_labels_and_covers_every_task(tmp_path):
     for name in [*BENCHMARK, EXTRA]:
         task = get_task(name)
         indices = list(range(task.num_labels))
-        path = raft.write_submission(tmp_path, name, [100 + i for i in indices], indices)
+        path = write_submission(tmp_path, raft.spec_for(name), [100 + i for i in indices], indices)
         assert read_submission(path) == [["ID", "Label"], *[[str(100 + i), task.label_names[i]] for i in indices]]
 
 
 def test_bad_submissions_are_refused(tmp_path):
     with pytest.raises(ValueError):
-        raft.write_submission(tmp_path, "raft_overruling", [1, 2], [0])
+        write_submission(tmp_path, raft.spec_for("raft_overruling"), [1, 2], [0])
     with pytest.raises(ValueError):
-        raft.write_submission(tmp_path, "raft_overruling", [1], [2])
+        write_submission(tmp_path, raft.spec_for("raft_overruling"), [1], [2])
     with pytest.raises(ValueError):
-        raft.write_submission(tmp_path, "raft_overruling", [1], ["maybe"])
+        write_submission(tmp_path, raft.spec_for("raft_overruling"), [1], ["maybe"])
     with pytest.raises(ValueError):
-        raft.write_submission(tmp_path, "raft_overruling", [1, 1], [0, 1])
+        write_submission(tmp_path, raft.spec_for("raft_overruling"), [1, 1], [0, 1])
     with pytest.raises(UserError):
-        raft.write_submission(tmp_path, "raft_nothing", [1], [0])
+        write_submission(tmp_path, raft.spec_for("raft_nothing"), [1], [0])
     assert not (tmp_path / "overruling" / "predictions.csv").exists()
 
 

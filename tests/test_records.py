@@ -7,17 +7,9 @@ import stat
 
 import pytest
 
+from peftbench.atomic import write_bytes_atomic, write_json_atomic, write_text_atomic
 from peftbench.errors import UserError
-from peftbench.results.record import (
-    CorruptRecord,
-    is_complete,
-    iter_records,
-    read_record,
-    run_id,
-    write_bytes_atomic,
-    write_json_atomic,
-    write_text_atomic,
-)
+from peftbench.results.record import CorruptRecord, is_complete, iter_records, read_record, run_id
 
 
 def make_record(run_id="rte.minilm-l6.lora.s1.000000000000", status="complete", **overrides):

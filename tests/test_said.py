@@ -18,7 +18,8 @@ from peftbench.errors import UserError
 from peftbench.methods import build_method
 from peftbench.methods.base import attach
 from peftbench.methods.fastfood import Fastfood, fwht, walsh_hadamard
-from peftbench.methods.sparse import backbone_tensors
+from peftbench.methods.said import SubspaceDelta
+from peftbench.methods.delta import backbone_tensors, deltas
 from peftbench.models.anatomy import anatomy_of, head_parameter_names
 from peftbench.models.load import skeleton_for_classification
 from peftbench.train.weights import load_weights
@@ -136,7 +137,7 @@ def test_trains_exactly_d_numbers(node, model_name):
     else:
         assert said.lam is None and said.theta.numel() == node["dim"]
     # every backbone tensor is in the subspace (one parametrisation per tensor)
-    assert len(method.deltas(model)) == m
+    assert len(deltas(model, SubspaceDelta)) == m
 
 
 @pytest.mark.parametrize("model_name", MODELS + ["tiny-t5"])

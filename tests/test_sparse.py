@@ -16,10 +16,11 @@ from peftbench.errors import UserError
 from peftbench.launch import compose
 from peftbench.methods import build_method
 from peftbench.methods.base import attach
-from peftbench.methods.sparse import backbone_tensors
+from peftbench.methods.delta import backbone_tensors
 from peftbench.models.anatomy import anatomy_of, head_parameter_names
 from peftbench.models.load import skeleton_for_classification
-from peftbench.run import execute, plan
+from peftbench.plan import plan
+from peftbench.run import execute
 from peftbench.train.weights import load_weights
 from tests.helpers import adamw_step, apply_method, assert_save_load_round_trip, assert_step_touches_only, batch
 from tests.helpers import fresh_adapted, tiny_classifier

@@ -620,7 +620,7 @@ def test_fewglue_and_superglue_runs_of_one_config_have_different_ids(tmp_path):
     """data.dir is not in the run id (the same files may live anywhere), so the FewGLUE subset must
     be: otherwise a FewGLUE run would be skipped as the finished full-data run, or the reverse."""
     from peftbench.launch import compose
-    from peftbench.run import plan
+    from peftbench.plan import plan
 
     fewglue = tmp_path / "FewGLUE_32dev"
     write_jsonl(fewglue / "CB" / "train.jsonl", [JSONL_EXAMPLES["cb"]] * 2)
@@ -629,6 +629,6 @@ def test_fewglue_and_superglue_runs_of_one_config_have_different_ids(tmp_path):
     common = ["model=tiny-bert", "task=cb", "data.source=dir", f"results_dir={tmp_path / 'results'}"]
     few = plan(compose([*common, f"data.dir={fewglue}"]))
     whole = plan(compose([*common, f"data.dir={full}"]))
-    assert few.data.subset == "fewglue" and whole.data.subset is None
+    assert few.parts[0].data.subset == "fewglue" and whole.parts[0].data.subset is None
     assert few.run_id != whole.run_id
-    assert few.data.fingerprint()["subset"] == "fewglue"
+    assert few.parts[0].data.fingerprint()["subset"] == "fewglue"

@@ -110,3 +110,22 @@ def test_the_minilm_rank_sweep_runs_in_one_command_and_a_rerun_does_nothing(tmp_
     again = peftbench(*argv, cwd=tmp_path)
     assert again.returncode == 0 and "16 already complete (skipped)" in again.stderr
     assert _snapshot(results) == before
+
+
+def test_each_job_is_planned_once_and_each_tasks_rows_read_once(tmp_path, monkeypatch, one_thread):
+    """The check plans every job before any runs; a job that runs in this process (the basic
+    launcher) executes that plan instead of planning again, and the jobs share the task's rows."""
+    from peftbench import plan as planning
+    from peftbench.cli import main
+    from peftbench.tasks import sources
+
+    planned, loaded = [], []
+    make_plan, load_task = planning.Planner._plan, sources.load_task
+    monkeypatch.setattr(planning.Planner, "_plan", lambda self, cfg, config: planned.append(config["seed"]) or make_plan(self, cfg, config))
+    monkeypatch.setattr(sources, "load_task", lambda *args: loaded.append(args[0].name) or load_task(*args))
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as done:
+        main(["run", "-m", *TINY, "trainer.max_steps=1", "seed=1,2", f"results_dir={tmp_path / 'results'}"])
+    assert done.value.code == 0
+    assert sorted(planned) == [1, 2] and loaded == ["rte"]
+    assert [r["status"] for r in _records(tmp_path / "results")] == ["complete", "complete"]

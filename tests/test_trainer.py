@@ -10,7 +10,8 @@ import torch
 from peftbench.config import TrainerConfig
 from peftbench.formats.classification import ClassificationFormat
 from peftbench.tasks import get_task
-from peftbench.train.batching import EpochBatches, length_grouped_batches, sorted_batches
+from peftbench.formats.base import sorted_batches
+from peftbench.train.batching import EpochBatches, length_grouped_batches, train_loader
 from peftbench.train.loop import fit
 from peftbench.train.weights import trainable_state
 from tests.helpers import apply_method, tiny_classifier
@@ -134,7 +135,7 @@ class _Scripted:
 
 def _fit(cfg, script, n=8):
     model, features, fmt = _setup(n)
-    loader = fmt.train_loader(features, cfg.batch_size, 0)
+    loader = train_loader(features, fmt, cfg.batch_size, 0)
     entries = []
     result = fit(model, loader, script, ("validation", "accuracy"), cfg, on_evaluation=entries.append)
     return result, entries
@@ -218,7 +219,7 @@ def _trained(cfg, dropout=0.1, calls=None):
         model.bert.encoder.layer[0].attention.register_forward_hook(lambda *args: calls.append(1))
     rows = [{"text": TEXTS[i % len(TEXTS)], "text_pair": None, "label": i % 2} for i in range(8)]
     fmt = ClassificationFormat(get_task("sst2"), tokenizer, {"max_length": 32})
-    loader = fmt.train_loader(fmt.encode(rows), cfg.batch_size, 0, cfg.group_by_length)
+    loader = train_loader(fmt.encode(rows), fmt, cfg.batch_size, 0, cfg.group_by_length)
     torch.manual_seed(0)
     fit(model, loader, _Scripted([0.5, 0.5]), ("validation", "accuracy"), cfg)
     return model

@@ -6,11 +6,12 @@ from typing import ClassVar
 
 import torch
 
-from peftbench.train.batching import EpochBatches, sorted_batches
-
 
 class Format:
     """Rows → features → padded batches → a loss while training, predictions while evaluating.
+
+The trainer's batches are drawn by ``peftbench.train.batching.train_loader`` from a format's
+``length`` and ``collate``; evaluation batches are the format's own (``predict``).
 
     ``options`` is the run's task config (``max_length``, the loss options). A feature keeps the
     row's ``labels`` where the row has one.
@@ -48,17 +49,6 @@ class Format:
     def predict_batch(self, model, batch: dict) -> list:
         raise NotImplementedError
 
-    def train_loader(self, features: list[dict], batch_size: int, seed: int, group_by_length: bool = True):
-        """Training batches, dynamically padded; length-grouped unless ``group_by_length`` is off
-        (then each batch is a plain random draw)."""
-        lengths = [self.length(f) for f in features]
-        return torch.utils.data.DataLoader(
-            features,
-            batch_sampler=EpochBatches(lengths, batch_size, seed, group=50 if group_by_length else 1),
-            collate_fn=lambda batch: self.collate(batch, training=True),
-            generator=torch.Generator().manual_seed(seed),  # its per-epoch draw must not touch the global RNG
-        )
-
     def predict(self, model, features: list[dict], batch_size: int) -> list:
         """Predictions for every feature, in the original order (batches are sorted by length)."""
         device = next(model.parameters()).device
@@ -69,6 +59,12 @@ class Format:
             for i, value in zip(indices, self.predict_batch(model, batch)):
                 predictions[i] = value
         return predictions
+
+
+def sorted_batches(lengths: list[int], batch_size: int) -> list[list[int]]:
+    """Evaluation batches: the split sorted by length, longest first (``predict`` restores the order)."""
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
 
 
 def pad(sequences: list[list[int]], fill: int, left: bool = False) -> torch.Tensor:

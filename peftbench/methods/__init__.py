@@ -34,6 +34,12 @@ def _discover() -> None:
         _DISCOVERED = True
 
 
+def registered() -> dict[str, type]:
+    """Every registered method class by name."""
+    _discover()
+    return dict(_REGISTRY)
+
+
 def get_method_class(name: str):
     _discover()
     try:

@@ -4,7 +4,7 @@ Pfeiffer, Kamath, Rücklé, Cho & Gurevych, "AdapterFusion: Non-Destructive Task
 Transfer Learning", EACL 2021 (arXiv 2005.00247), §3. Two stages:
 
 1. knowledge extraction — one adapter per task, trained alone: any finished runs of a bottleneck
-   adapter method (``houlsby``, ``pfeiffer``, ``parallel``, ``lin``), found by query
+   adapter method (those with ``fusion_stage``: ``houlsby``, ``pfeiffer``, ``parallel``, ``lin``), found by query
    (``method.adapter_tasks=[rte,mrpc,sst2]``: the newest complete run of each task with this
    model, ``method.adapter_method`` and, where there is one, this seed) or named
    (``method.adapter_runs=[<run id>, …]``);
@@ -41,12 +41,11 @@ import torch
 from torch import nn
 
 from peftbench.errors import UserError
-from peftbench.methods import build_method, register
+from peftbench.methods import build_method, register, registered
 from peftbench.methods.adapters import ADAPTER
 from peftbench.methods.base import Method, MethodConfig, require
 from peftbench.models.anatomy import blocks
 
-STAGE_ONE = ("houlsby", "pfeiffer", "parallel", "lin")
 ATTENTION_FILE = "fusion_attention.json"
 
 
@@ -59,9 +58,10 @@ class AdapterFusionConfig(MethodConfig):
     dropout: float = 0.1
 
     def check(self) -> None:
+        stages = [name for name, cls in registered().items() if cls.fusion_stage]
         require(
-            self.adapter_method in STAGE_ONE,
-            f"method.adapter_method must be a bottleneck adapter method ({', '.join(STAGE_ONE)}), got '{self.adapter_method}'",
+            self.adapter_method in stages,
+            f"method.adapter_method must be a bottleneck adapter method ({', '.join(stages)}), got '{self.adapter_method}'",
         )
         require(
             bool(self.adapter_tasks) != bool(self.adapter_runs),
@@ -128,6 +128,8 @@ class Fusion(nn.Module):
 @register
 class AdapterFusion(Method):
     name = "adapter_fusion"
+    composable = False  # it builds on finished runs
+    multitask = False  # it fuses for one target task
     Config = AdapterFusionConfig
     families = frozenset({"encoder", "decoder", "encoder_decoder"})
 
@@ -141,32 +143,25 @@ class AdapterFusion(Method):
         super().check_model(anatomy, arch_config)
         self._model = (anatomy, arch_config)
 
-    def prerequisites(self, results_dir: Path, model: str, seed: int) -> list[Path]:
-        """Find the stage-1 runs (UserError when one is missing or they do not fit together)."""
-        from peftbench.results.record import iter_records
-
+    def prerequisites(self, runs, model: str, seed: int) -> list[Path]:
+        """Find the stage-1 runs in ``runs`` (UserError when one is missing or they do not fit together)."""
         c = self.config
-        complete = [
-            r for r in (iter_records(results_dir, warn=lambda problem: None) if results_dir.is_dir() else ())
-            if r["status"] == "complete"
-        ]  # fmt: skip
         found = []
-        if c.adapter_runs:
-            by_id = {r["run_id"]: r for r in complete}
-            for run in c.adapter_runs:
-                if run not in by_id:
-                    raise UserError(f"method.adapter_runs: no complete run '{run}' in {results_dir}; "
-                                    "list the run ids with peftbench list runs")  # fmt: skip
-                found.append(by_id[run])
+        for run in c.adapter_runs:
+            record = runs.by_id(run)
+            if record is None:
+                raise UserError(f"method.adapter_runs: no complete run '{run}' in {runs.root}; "
+                                "list the run ids with peftbench list runs")  # fmt: skip
+            found.append(record)
         for task in c.adapter_tasks:
-            runs = [r for r in complete if (r["task"], r["model"], r["method"]) == (task, model, c.adapter_method)]
-            if not runs:
+            query = {"task": task, "model": model, "method": c.adapter_method}
+            record = runs.newest(**query, seed=seed) or runs.newest(**query)
+            if record is None:
                 raise UserError(
-                    f"method.adapter_tasks: no complete {c.adapter_method} run of {model} on {task} in {results_dir}; "
+                    f"method.adapter_tasks: no complete {c.adapter_method} run of {model} on {task} in {runs.root}; "
                     f"train it first (peftbench run model={model} method={c.adapter_method} task={task})"
                 )
-            same_seed = [r for r in runs if r["seed"] == seed] or runs
-            found.append(max(same_seed, key=lambda r: r.get("finished") or ""))
+            found.append(record)
         for record in found:
             if (record["model"], record["method"]) != (model, c.adapter_method):
                 raise UserError(f"run {record['run_id']} is a {record['method']} run of {record['model']}; AdapterFusion "
@@ -176,7 +171,7 @@ class AdapterFusion(Method):
             raise UserError("the fused adapters differ in their configuration (size, activation, sites); "
                             "fuse runs of one adapter configuration")  # fmt: skip
         self.sources = found
-        self.source_dirs = [results_dir / r["run_id"] for r in found]
+        self.source_dirs = [runs.folder(r) for r in found]
         self._stage_one().check_model(*self._model)
         return self.source_dirs
 

@@ -315,6 +315,7 @@ class _Adapters(Method):
 @register
 class Houlsby(_Adapters):
     name = "houlsby"
+    fusion_stage = True  # AdapterFusion fuses its runs (Pfeiffer et al. 2021 §3.1)
     Config = HoulsbyConfig
     sites = ("attn.o", "ffn.out")
     needs = ("attn.o", "ffn.out", "ln.attn", "ln.ffn")
@@ -323,6 +324,7 @@ class Houlsby(_Adapters):
 @register
 class Pfeiffer(_Adapters):
     name = "pfeiffer"
+    fusion_stage = True  # AdapterFusion fuses its runs (Pfeiffer et al. 2021 §3.1)
     Config = PfeifferConfig
     needs = ("ffn.out", "ln.ffn")
 
@@ -338,6 +340,7 @@ class Pfeiffer(_Adapters):
 @register
 class Parallel(_Adapters):
     name = "parallel"
+    fusion_stage = True  # AdapterFusion fuses its runs (Pfeiffer et al. 2021 §3.1)
     Config = ParallelConfig
     needs = ("ffn.in", "ffn.out")
 
@@ -353,6 +356,7 @@ class Parallel(_Adapters):
 @register
 class Lin(_Adapters):
     name = "lin"
+    fusion_stage = True  # AdapterFusion fuses its runs (Pfeiffer et al. 2021 §3.1)
     Config = LinConfig
     needs = ("ffn.out",)
 

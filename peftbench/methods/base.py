@@ -45,6 +45,9 @@ class Method:
     export_limitation: ClassVar[str | None] = None  # where peft's twin departs from the run, if anywhere
     generates: ClassVar[bool] = True  # works with the generation format (decoding through the KV cache)
     trains: ClassVar[bool] = True  # False: the run evaluates without training (in-context learning)
+    composable: ClassVar[bool] = True  # may be one part of a combination, method=[a,b] (methods/composed.py)
+    fusion_stage: ClassVar[bool] = False  # its finished runs are adapters AdapterFusion can fuse
+    multitask: ClassVar[bool] = True  # may train on several tasks at once, task=[a,b]
     tokenizer = None  # the run's tokenizer, set by ``attach`` (prompt tuning's class-label init reads it)
 
     def __init__(self, config: MethodConfig):
@@ -65,9 +68,10 @@ class Method:
         trainer over whatever parameters this marks trainable (``head`` names the task head's)."""
         raise NotImplementedError
 
-    def prerequisites(self, results_dir, model: str, seed: int) -> list:
-        """Finished runs this method builds on (AdapterFusion's stage-1 adapters), found before any
-        model loads (UserError when one is missing); their folders are part of the run's id."""
+    def prerequisites(self, runs, model: str, seed: int) -> list:
+        """Finished runs this method builds on (AdapterFusion's stage-1 adapters), found in ``runs``
+        (the results folder's complete runs: ``by_id``, ``newest(task=…, model=…)``, ``folder``)
+        before any model loads (UserError when one is missing); their folders are part of the run's id."""
         return []
 
     def penalty(self, model):
@@ -143,6 +147,14 @@ class Method:
         if not self.mergeable:
             raise UserError(f"method '{self.name}' cannot be merged into the weights")
         return [module for module in model.modules() if isinstance(module, WrappedProjection)]
+
+
+def require_roles(anatomy, roles, model_type: str, field: str, optional: tuple[str, ...] = ()) -> None:
+    """Refuse ``roles`` (of the config ``field``) that the architecture lacks; roles starting with an
+    ``optional`` prefix (IA3's ``xattn.*`` on a model without cross-attention) may be absent."""
+    missing = sorted(role for role in set(roles) - anatomy.roles() if not role.startswith(optional))
+    if missing:
+        raise UserError(f"{field} {missing} do not exist in {model_type}; drop them")
 
 
 def require(condition: bool, message: str) -> None:

@@ -66,4 +66,7 @@ class BitFit(Method):
         head = set(head_parameter_names(model))
         if self.config.roles is None:
             return [n for n, p in model.named_parameters() if n.endswith("bias") and n not in head]
-        return [f"{path}.bias" for role in self.config.roles for path, _ in locate(model, anatomy, role)]
+        # by the tensor, not the path: a method applied before (LoRA in method=[lora,bitfit_qm2]) may
+        # have wrapped the projection, whose bias then sits at ``<path>.base.bias``
+        names = {id(param): name for name, param in model.named_parameters()}
+        return [names[id(model.get_submodule(path).bias)] for role in self.config.roles for path, _ in locate(model, anatomy, role)]

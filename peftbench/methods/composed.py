@@ -9,9 +9,9 @@ earlier one's modules (BitFit after LoRA also trains the wrapped projections' bi
 are counted once: a tensor two parts train (BitFit's and Houlsby's layer-norm biases) is one
 parameter of the combination. UniPELT's learned gates are not implemented.
 
-Methods that do not compose are refused: ``full`` and ``head`` (nothing left to add to), ``icl``
-(trains nothing), ``sparse`` (searches its parameters by training first), ``adapter_fusion``
-(builds on finished runs), and another combination.
+Methods that do not compose say so (``Method.composable``) and are refused: ``full`` and ``head``
+(nothing left to add to), ``icl`` (trains nothing), ``sparse`` (searches its parameters by
+training first), ``adapter_fusion`` (builds on finished runs), and another combination.
 """
 
 from __future__ import annotations
@@ -22,39 +22,22 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from peftbench.errors import UserError
-from peftbench.methods import build_method, register
+from peftbench.methods import build_method, register, registered
 from peftbench.methods.base import Method, MethodConfig, require
-
-NOT_COMPOSABLE = ("full", "head", "icl", "sparse", "adapter_fusion", "composed")
-
 
 @dataclass
 class ComposedConfig(MethodConfig):
     methods: list[str] = field(default_factory=list)
     settings: dict[str, Any] = field(default_factory=dict)
+    parts: list[Any] = field(default_factory=list)  # each part's config node (``peftbench.config.with_parts``)
 
     def check(self) -> None:
         require(len(self.methods) >= 2, f"a combination needs two methods or more, e.g. method=[lora,bitfit]; got {self.methods}")
         require(len(set(self.methods)) == len(self.methods), f"method=[…] names a method twice: {self.methods}")
-        for name in self.methods:
-            require(name not in NOT_COMPOSABLE, f"method {name} does not combine with others ({', '.join(NOT_COMPOSABLE)} do not)")
         for name in self.settings:
             require(name in self.methods, f"method.settings names {name}, which the combination {self.methods} lacks")
-
-
-def part_node(name: str, settings: dict) -> dict:
-    """A part's config: its YAML in conf/method/ with the combination's settings for it."""
-    from omegaconf import OmegaConf
-
-    from peftbench.config import CONF_DIR
-
-    path = CONF_DIR / "method" / f"{name}.yaml"
-    if not path.is_file():
-        from peftbench.config import available
-
-        raise UserError(f"unknown method '{name}' in method=[…]; known: {', '.join(available('method'))}")
-    node = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
-    return {**node, **(settings or {})}
+        if len(self.parts) != len(self.methods):
+            raise ValueError("a combination is built from peftbench.config.with_parts(node), which reads each part's preset")
 
 
 @register
@@ -62,9 +45,15 @@ class Composed(Method):
     name = "composed"
     Config = ComposedConfig
 
+    composable = False  # a combination of combinations is one combination: name its parts
+
     def __init__(self, config: ComposedConfig):
         super().__init__(config)
-        self.parts = [build_method(part_node(name, config.settings.get(name))) for name in config.methods]
+        self.parts = [build_method(node) for node in config.parts]
+        for part in self.parts:
+            if not part.composable:
+                refused = ", ".join(name for name, cls in registered().items() if not cls.composable)
+                raise UserError(f"method {part.name} does not combine with others ({refused} do not)")
         self.name = "+".join(config.methods)  # the record's and the run id's method: lora+bitfit
         self.generates = all(part.generates for part in self.parts)
 

@@ -7,6 +7,7 @@ from peftbench.methods.base import Method
 @register
 class FullFineTuning(Method):
     name = "full"
+    composable = False
 
     def apply(self, model, anatomy) -> None:
         model.requires_grad_(True)

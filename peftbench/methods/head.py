@@ -10,6 +10,7 @@ from peftbench.methods.base import Method
 @register
 class HeadOnly(Method):
     name = "head"
+    composable = False
 
     def apply(self, model, anatomy) -> None:
         """Nothing to add: the run unfreezes the head for every method."""

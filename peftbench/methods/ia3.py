@@ -30,8 +30,8 @@ from torch import nn
 
 from peftbench.errors import UserError
 from peftbench.methods import register
-from peftbench.methods.base import Method, MethodConfig, require
-from peftbench.methods.wrapped import WrappedProjection, replace_module
+from peftbench.methods.base import Method, MethodConfig, require, require_roles
+from peftbench.methods.wrapped import WrappedProjection, projection_sites, replace_module
 from peftbench.models.anatomy import ROLES, locate
 
 EPSILON = 1e-8  # peft's guard against division by zero when unmerging
@@ -109,9 +109,7 @@ class IA3(Method):
         super().check_model(anatomy, arch_config)
         present = anatomy.roles()
         wanted = set(self.config.targets) | set(self.config.feedforward)
-        missing = sorted(r for r in wanted - present if not r.startswith("xattn."))
-        if missing:
-            raise UserError(f"method roles {missing} do not exist in {arch_config.model_type}; drop them")
+        require_roles(anatomy, wanted, arch_config.model_type, "method roles", optional=("xattn.",))
         if not wanted & present:
             raise UserError(f"none of the method's roles exist in {arch_config.model_type}")
         fused = sorted(
@@ -122,23 +120,15 @@ class IA3(Method):
             raise UserError(f"method.feedforward roles {fused} are slices of a fused projection; their input cannot be scaled alone")
 
     def apply(self, model, anatomy) -> None:
-        outputs: dict[str, list] = {}
-        for role in self.config.targets:
-            for path, part in locate(model, anatomy, role):
-                outputs.setdefault(path, []).append(part)
+        outputs = projection_sites(model, anatomy, self.config.targets)
         inputs = {path for role in self.config.feedforward for path, _ in locate(model, anatomy, role)}
         clash = sorted(inputs & set(outputs))
         if clash:
             raise UserError(f"modules {clash[:2]} would be scaled at both input and output; separate the roles")
         if not outputs and not inputs:
             raise UserError("method.targets and method.feedforward match no module of this model")
-        for path, parts in outputs.items():
-            fused = parts[0] is not None
-            self._wrap(model, path, IA3Layer(
-                model.get_submodule(path), feedforward=False,
-                parts=[p.index for p in parts] if fused else None,
-                count=parts[0].count if fused else 1,
-            ))  # fmt: skip
+        for path, slices in outputs.items():
+            self._wrap(model, path, IA3Layer(model.get_submodule(path), feedforward=False, **slices))
         for path in sorted(inputs):
             self._wrap(model, path, IA3Layer(model.get_submodule(path), feedforward=True))
 

@@ -30,6 +30,7 @@ SEPARATOR = "\n\n"
 @register
 class InContextLearning(Method):
     name = "icl"
+    composable = False
     families = frozenset({"decoder", "encoder_decoder"})
     trains = False
 

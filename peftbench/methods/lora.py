@@ -26,9 +26,9 @@ from torch.nn import functional as F
 
 from peftbench.errors import UserError
 from peftbench.methods import register
-from peftbench.methods.base import Method, MethodConfig, require
-from peftbench.methods.wrapped import WrappedProjection, replace_module
-from peftbench.models.anatomy import ROLES, locate
+from peftbench.methods.base import Method, MethodConfig, require, require_roles
+from peftbench.methods.wrapped import WrappedProjection, projection_sites, replace_module
+from peftbench.models.anatomy import ROLES
 
 
 @dataclass
@@ -108,25 +108,14 @@ class LoRA(Method):
 
     def check_model(self, anatomy, arch_config) -> None:
         super().check_model(anatomy, arch_config)
-        missing = sorted(set(self.config.targets) - anatomy.roles())
-        if missing:
-            raise UserError(f"method.targets {missing} do not exist in {arch_config.model_type}; drop them")
+        require_roles(anatomy, self.config.targets, arch_config.model_type, "method.targets")
         width = getattr(arch_config, anatomy.hidden_size_key)
         if self.config.r > width:
             raise UserError(f"method.r={self.config.r} exceeds the layer width {width}; choose r ≤ {width}")
 
     def apply(self, model, anatomy) -> None:
-        grouped: dict[str, list] = {}
-        for role in self.config.targets:
-            for path, part in locate(model, anatomy, role):
-                grouped.setdefault(path, []).append(part)
-        for path, parts in grouped.items():
-            fused = parts[0] is not None
-            layer = LoRALayer(
-                model.get_submodule(path), self.config.r, self.config.alpha, self.config.dropout,
-                parts=[p.index for p in parts] if fused else None,
-                count=parts[0].count if fused else 1,
-            )  # fmt: skip
+        for path, slices in projection_sites(model, anatomy, self.config.targets).items():
+            layer = LoRALayer(model.get_submodule(path), self.config.r, self.config.alpha, self.config.dropout, **slices)
             replace_module(model, path, layer)
             layer.lora_A.requires_grad_(True)
             layer.lora_B.requires_grad_(True)

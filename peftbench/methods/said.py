@@ -44,6 +44,7 @@ from torch.nn.utils import parametrize
 from peftbench.errors import UserError
 from peftbench.methods import register
 from peftbench.methods.base import Method, MethodConfig, require
+from peftbench.methods.delta import add_delta, backbone_tensors, merge, unmerge
 from peftbench.methods.fastfood import Fastfood
 
 
@@ -89,6 +90,12 @@ class SubspaceDelta(nn.Module):
             return original
         return original + self.delta().to(original.dtype)
 
+    def fold_into(self, original: torch.Tensor) -> None:
+        original += self.delta().to(original.dtype)
+
+    def unfold_from(self, original: torch.Tensor) -> None:
+        original -= self.delta().to(original.dtype)
+
 
 @register
 class SAID(Method):
@@ -97,8 +104,6 @@ class SAID(Method):
     mergeable = True
 
     def apply(self, model, anatomy) -> None:
-        from peftbench.methods.sparse import backbone_tensors
-
         targets = backbone_tensors(model)
         m = len(targets)
         d = self.config.dim
@@ -113,9 +118,7 @@ class SAID(Method):
         base.said = IntrinsicVector(size, m, self.config.structured, device)
         generator = torch.Generator().manual_seed(self.config.seed)
         for index, (_, param, owners) in enumerate(targets):
-            delta = SubspaceDelta(base.said, index, param.shape, generator, param.device)
-            for module, attribute in owners:  # a tied tensor: every holder gets the same update
-                parametrize.register_parametrization(module, attribute, delta)
+            add_delta(owners, SubspaceDelta(base.said, index, param.shape, generator, param.device))
         for param in base.said.parameters():
             param.requires_grad_(True)
 
@@ -127,33 +130,11 @@ class SAID(Method):
         (P θ is a Fastfood transform of the tensor's size; per batch it dominated evaluation)."""
         return parametrize.cached()
 
-    def deltas(self, model) -> list[tuple[nn.Module, str, SubspaceDelta]]:
-        """Each parametrisation once (a tied tensor's holders share one), with a module holding it."""
-        found, seen = [], set()
-        for module in model.modules():
-            if parametrize.is_parametrized(module):
-                for attribute, stack in module.parametrizations.items():
-                    for p in stack:
-                        if isinstance(p, SubspaceDelta) and id(p) not in seen:
-                            seen.add(id(p))
-                            found.append((module, attribute, p))
-        return found
-
-    @torch.no_grad()
     def merge(self, model) -> None:
-        for module, attribute, delta in self.deltas(model):
-            if not delta.merged:
-                original = module.parametrizations[attribute].original
-                original += delta.delta().to(original.dtype)
-                delta.merged = True
+        merge(model, SubspaceDelta)
 
-    @torch.no_grad()
     def unmerge(self, model) -> None:
-        for module, attribute, delta in self.deltas(model):
-            if delta.merged:
-                original = module.parametrizations[attribute].original
-                original -= delta.delta().to(original.dtype)
-                delta.merged = False
+        unmerge(model, SubspaceDelta)
 
 
 def _base_module(model) -> nn.Module:

@@ -51,11 +51,11 @@ from typing import Optional
 
 import torch
 from torch import nn
-from torch.nn.utils import parametrize
 
 from peftbench.errors import UserError
 from peftbench.methods import register
 from peftbench.methods.base import Method, MethodConfig, require
+from peftbench.methods.delta import add_delta, backbone_tensors, deltas, merge, unmerge
 
 MASK_SOURCES = ("change", "random", "magnitude")
 
@@ -112,27 +112,20 @@ class SparseDelta(nn.Module):
         flat = original.reshape(-1).index_add(0, self.indices, self.sparse_values.to(original.dtype))
         return flat.view_as(original)
 
+    def fold_into(self, original: torch.Tensor) -> None:
+        flat = original.view(-1)
+        self._saved = flat[self.indices].clone()
+        flat.index_add_(0, self.indices, self.sparse_values.to(flat.dtype))
 
-def backbone_tensors(model) -> list[tuple[str, nn.Parameter, list[tuple[nn.Module, str]]]]:
-    """Every backbone parameter once: (its name, it, every (module, attribute) that holds it).
-
-    A tied tensor (T5's ``shared`` and ``encoder.embed_tokens``) has several holders; all of them
-    must be parametrised alike.
-    """
-    from peftbench.models.anatomy import head_parameter_names
-
-    head = set(head_parameter_names(model))
-    holders: dict[int, list] = {}
-    for module in model.modules():
-        for attribute, param in module._parameters.items():
-            if param is not None:
-                holders.setdefault(id(param), []).append((module, attribute))
-    return [(name, p, holders[id(p)]) for name, p in model.named_parameters() if name not in head]
+    def unfold_from(self, original: torch.Tensor) -> None:
+        original.view(-1)[self.indices] = self._saved  # the pretrained values, bit-exact
+        self._saved = None
 
 
 @register
 class SparseFineTuning(Method):
     name = "sparse"
+    composable = False
     Config = SparseConfig
     mergeable = True
 
@@ -174,8 +167,7 @@ class SparseFineTuning(Method):
             if indices.numel() == 0:
                 continue
             delta = SparseDelta(indices.to(param.device), param.dtype)
-            for module, attribute in owners:
-                parametrize.register_parametrization(module, attribute, delta)
+            add_delta(owners, delta)
             delta.sparse_values.requires_grad_(True)
 
     def parameter_names(self, model) -> list[str]:
@@ -183,15 +175,7 @@ class SparseFineTuning(Method):
 
     def masks(self, model) -> dict[str, torch.Tensor]:
         """Flat indices of the masked entries, by the tensor's name before parametrisation."""
-        found, seen = {}, set()
-        for path, module in model.named_modules():
-            if parametrize.is_parametrized(module):
-                for attribute, stack in module.parametrizations.items():
-                    for p in stack:
-                        if isinstance(p, SparseDelta) and id(p) not in seen:  # a tied tensor: once
-                            seen.add(id(p))
-                            found[f"{path}.{attribute}" if path else attribute] = p.indices
-        return found
+        return {name: delta.indices for name, _, _, delta in deltas(model, SparseDelta)}
 
     def _eligible(self, model):
         tensors = backbone_tensors(model)
@@ -281,34 +265,11 @@ class SparseFineTuning(Method):
             )
         return [saved.get(name, torch.empty(0, dtype=torch.long)) for name, _, _ in tensors]
 
-    def _deltas(self, model) -> list[tuple[nn.Module, str, SparseDelta]]:
-        found, seen = [], set()
-        for module in model.modules():
-            if parametrize.is_parametrized(module):
-                for attribute, stack in module.parametrizations.items():
-                    for p in stack:
-                        if isinstance(p, SparseDelta) and id(p) not in seen:
-                            seen.add(id(p))
-                            found.append((module, attribute, p))
-        return found
-
-    @torch.no_grad()
     def merge(self, model) -> None:
-        for module, attribute, delta in self._deltas(model):
-            if not delta.merged:
-                flat = module.parametrizations[attribute].original.view(-1)
-                delta._saved = flat[delta.indices].clone()
-                flat.index_add_(0, delta.indices, delta.sparse_values.to(flat.dtype))
-                delta.merged = True
+        merge(model, SparseDelta)
 
-    @torch.no_grad()
     def unmerge(self, model) -> None:
-        for module, attribute, delta in self._deltas(model):
-            if delta.merged:
-                flat = module.parametrizations[attribute].original.view(-1)
-                flat[delta.indices] = delta._saved  # the pretrained values, bit-exact
-                delta._saved = None
-                delta.merged = False
+        unmerge(model, SparseDelta)
 
 
 def _proportional(sizes: list[int], k: int) -> list[int]:

@@ -11,6 +11,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from peftbench.models.anatomy import locate
+
 
 class WrappedProjection(nn.Module):
     def __init__(self, base: nn.Module, parts=None, count: int = 1):
@@ -63,3 +65,17 @@ def replace_module(model: nn.Module, path: str, module: nn.Module) -> None:
     """Put ``module`` at ``path`` (a name in ``model.named_modules()``) in place of what is there."""
     parent, _, child = path.rpartition(".")
     setattr(model.get_submodule(parent) if parent else model, child, module)
+
+
+def projection_sites(model: nn.Module, anatomy, roles) -> dict[str, dict]:
+    """Each module that ``roles`` name in ``model``, once, with the keyword arguments that tell its
+    wrapper which output slices to adapt (``parts`` and ``count`` for a fused projection, such as
+    GPT-2's q and v in one ``c_attn``; none for a whole one)."""
+    grouped: dict[str, list] = {}
+    for role in roles:
+        for path, part in locate(model, anatomy, role):
+            grouped.setdefault(path, []).append(part)
+    return {
+        path: {"parts": [part.index for part in parts], "count": parts[0].count} if parts[0] is not None else {}
+        for path, parts in grouped.items()
+    }

@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Iterable
 
 from peftbench.errors import UserError
-from peftbench.results.plot import output_format
-from peftbench.results.record import write_bytes_atomic
+from peftbench.results.draw import output_format
+from peftbench.atomic import write_bytes_atomic
 
 ATTENTION_FILE = "fusion_attention.json"
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from peftbench.results.record import disk_errors, write_text_atomic
+from peftbench.atomic import disk_errors, write_text_atomic
 
 
 def append_evaluation(path: Path, entry: dict) -> None:

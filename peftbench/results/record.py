@@ -1,21 +1,17 @@
 """Writing and reading run records (DESIGN §3, "Run record").
 
 A run directory ``RESULTS_ROOT/<run_id>/`` holds ``record.json`` beside the resolved config, the
-history and the method's weights. Every file is written atomically (a temporary file in the same
-directory, flushed and fsynced, then renamed over the target), so a crash leaves either the old
-file or the new one, never half of one. The run id hashes the config fields that change the
-result, so a repeated sweep finds what is already complete.
+history and the method's weights, each written whole (``peftbench.atomic``). The run id hashes
+the config fields that change the result, so a repeated sweep finds what is already complete.
 """
 
 from __future__ import annotations
 
-import contextlib
-import errno
+import datetime as dt
 import hashlib
 import json
 import os
 import sys
-import uuid
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -40,68 +36,75 @@ class CorruptRecord(UserError):
         )
 
 
-class DiskFull(UserError):
-    """A write failed for lack of space (or of quota, or over the file-size limit)."""
+def started(run: str, model: str, method: str, task: str, config: dict, parts: list[dict], init_from: str | None,
+            extra: dict) -> dict:
+    """The record of a run as it starts (status ``running``), in the layout every reader expects.
 
-    def __init__(self, path: Path, error: OSError):
-        super().__init__(
-            f"no space left to write {path} ({error.strerror}); free space there or pass results_dir=DIR "
-            "(finished files and the last checkpoint are kept whole)"
-        )
-
-
-_NO_SPACE = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
-
-
-@contextlib.contextmanager
-def disk_errors(path: Path):
-    """Turn a write's out-of-space error into ``DiskFull`` naming ``path``."""
-    try:
-        yield
-    except OSError as error:
-        if error.errno in _NO_SPACE:
-            raise DiskFull(Path(path), error) from None
-        raise
-
-
-def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see the old file or the new one, never a part."""
-    path = Path(path)
-    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        with disk_errors(path):
-            # os.open with 0o666 honours the umask, as a plain open() of the target would.
-            descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-            with os.fdopen(descriptor, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
-    _fsync_directory(path.parent)
+    ``parts`` holds one entry per task (``part_entry``); the record's benchmark, format and data
+    are theirs, and a multi-task record keeps the entries (``parts``: tables read each task's
+    cells from them). ``extra`` are the method's own fields (AdapterFusion's ``fused``).
+    """
+    return {
+        "schema": SCHEMA,
+        "run_id": run,
+        "status": "running",
+        "error": None,
+        "created": now(),
+        "finished": None,
+        "model": model,
+        "method": method,
+        "task": task,
+        "benchmark": "+".join(dict.fromkeys(part["benchmark"] for part in parts)),
+        "format": "+".join(dict.fromkeys(part["format"] for part in parts)),
+        "seed": config["seed"],
+        "method_config": config["method"],
+        "config": config,
+        "metrics": {},
+        "params": {},
+        "cost": {},
+        "env": {},
+        "data": parts[0]["data"],
+        "init_from": init_from,
+        **({"parts": parts} if len(parts) > 1 else {}),
+        **extra,
+    }
 
 
-def write_text_atomic(path: str | os.PathLike, text: str) -> None:
-    """``write_bytes_atomic`` for UTF-8 text."""
-    write_bytes_atomic(path, text.encode("utf-8"))
+def part_entry(task: str, benchmark: str, format_name: str, main: tuple[str, str], data: dict) -> dict:
+    """A record's account of one of its tasks: where its main metric is, and its data fingerprint."""
+    return {
+        "task": task,
+        "benchmark": benchmark,
+        "format": format_name,
+        "main": {"split": main[0], "metric": main[1]},
+        "data": data,
+    }
 
 
-def write_json_atomic(path: str | os.PathLike, obj) -> None:
-    """``write_bytes_atomic`` for a JSON document (indented, keys in insertion order)."""
-    write_text_atomic(path, json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
+def failed(record: dict, reason: str) -> None:
+    record.update(status="failed", error=reason, finished=now())
 
 
-def _fsync_directory(directory: Path) -> None:
-    """Make the rename itself durable (POSIX); a no-op where directories cannot be opened."""
-    if not hasattr(os, "O_DIRECTORY"):
-        return
-    descriptor = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
+def completed(record: dict, result, select: tuple[str, str], submission: str | None, env: dict) -> None:
+    """``record`` as complete: best and last metrics of the trainer's ``result`` (a ``FitResult``),
+    the main metric at ``select`` (split, metric) of the best evaluation, the cost and environment."""
+    record.update(
+        status="complete",
+        finished=now(),
+        metrics={
+            "best": result.best,
+            "last": result.last,
+            "best_epoch": result.best_epoch,
+            "main": {"split": select[0], "metric": select[1], "value": result.best[select[0]][select[1]]},
+        },
+        cost=result.cost,
+        submission=submission,
+        env=env,
+    )
+
+
+def now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
 
 def run_id(identity: dict, prefix: str) -> str:
@@ -170,12 +173,9 @@ def iter_records(
 ) -> Iterator[dict]:
     """Every readable record under ``root/*/record.json``, in directory-name order.
 
-    A record that cannot be read is passed to ``warn`` once and skipped; so is each damaged
-    checkpoint (its record is still yielded). Directories without a ``record.json`` (and hidden
-    entries) are not runs and are passed over silently.
+    A record that cannot be read is passed to ``warn`` once and skipped. Directories without a
+    ``record.json`` (and hidden entries) are not runs and are passed over silently.
     """
-    from peftbench.results.doctor import checkpoint_problems
-
     root = Path(root)
     if not root.is_dir():
         raise UserError(f"results directory {root} does not exist; pass --results DIR")
@@ -191,8 +191,6 @@ def iter_records(
         except OSError as error:
             warn(CorruptRecord(path, error.strerror or str(error)))
             continue
-        for problem in checkpoint_problems(run_dir):
-            warn(problem)
         try:
             record = _parse_record(path, raw)
         except CorruptRecord as problem:
@@ -207,3 +205,33 @@ def is_complete(run_dir: str | os.PathLike) -> bool:
         return read_record(run_dir)["status"] == "complete"
     except CorruptRecord:
         return False
+
+
+class RunIndex:
+    """The complete runs of a results folder, read once: the query of a run that builds on others
+    (a warm start from MNLI, AdapterFusion's stage-1 adapters). Unreadable records are left out
+    silently here; ``peftbench doctor`` reports them."""
+
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root)
+        self._complete: list[dict] | None = None
+
+    @property
+    def complete(self) -> list[dict]:
+        if self._complete is None:
+            found = iter_records(self.root, warn=lambda problem: None) if self.root.is_dir() else ()
+            self._complete = [record for record in found if record["status"] == "complete"]
+        return self._complete
+
+    def by_id(self, run: str) -> dict | None:
+        """The complete run ``run`` (a run id), or None."""
+        return next((record for record in self.complete if record["run_id"] == run), None)
+
+    def newest(self, **fields) -> dict | None:
+        """The most recently finished complete run whose record has each of ``fields``' values
+        (``task=``, ``model=``, ``method=``, ``seed=``, ``method_config=``…), or None."""
+        matching = [r for r in self.complete if all(r.get(key) == value for key, value in fields.items())]
+        return max(matching, key=lambda record: record.get("finished") or "", default=None)
+
+    def folder(self, record: dict) -> Path:
+        return self.root / record["run_id"]

@@ -9,7 +9,7 @@ per MR (``tasks/e2e_metrics.py``: BLEU, NIST, METEOR, ROUGE-L, CIDEr, main metri
 LoRA paper's Table 3 leads with). The model reads the MR linearised as the LoRA paper's E2E data
 has it (``name : The Vaults | eat type : pub``) followed by `` ||``.
 
-Sources: ``"dir"`` the dataset release's csv files (``trainset.csv``, ``devset.csv``,
+Sources (``tasks/sources.py``): ``"dir"`` the dataset release's csv files (``trainset.csv``, ``devset.csv``,
 ``testset_w_refs.csv``; columns ``mr``, ``ref``) in a data root's ``e2e/`` folder or the folder
 itself; ``"hub"`` ``datasets.load_dataset("tuetschek/e2e_nlg")``; ``"embedded"`` real slices of
 the csv files shipped in ``peftbench/tasks/data/e2e`` (scripts/make_embedded_slices.py).
@@ -18,17 +18,16 @@ the csv files shipped in ``peftbench/tasks/data/e2e`` (scripts/make_embedded_sli
 from __future__ import annotations
 
 import csv
-import os
 import re
 from pathlib import Path
 
 from peftbench.errors import UserError
-from peftbench.tasks.base import Task, TaskData
+from peftbench.tasks.base import Task
+from peftbench.tasks.sources import FIX, DataSource
 
 HUB_DATASET = "tuetschek/e2e_nlg"
 EMBEDDED = Path(__file__).parent / "data" / "e2e"
 FILES = (("train", "trainset.csv"), ("validation", "devset.csv"), ("test", "testset_w_refs.csv"))
-FIX = "pass data.dir=… (the E2E release's csv files) or set PEFTBENCH_DATA"
 
 
 def linearise(mr: str) -> str:
@@ -45,28 +44,6 @@ def _words(key: str) -> str:
 
 def prompt(row: dict) -> str:
     return f"{linearise(row['text'])} ||"
-
-
-def load_e2e(source: str, data_dir: str | os.PathLike | None = None) -> TaskData:
-    if source == "hub":
-        return _load_from_hub()
-    if source == "embedded":
-        return TaskData(_read_folder(EMBEDDED), "embedded", str(EMBEDDED), sample=True)
-    if source != "dir":
-        raise UserError(f"unknown data source {source!r} for e2e; use dir, hub or embedded")
-    folder = _folder(data_dir)
-    return TaskData(_read_folder(folder), "dir", str(folder))
-
-
-def _folder(data_dir) -> Path:
-    data_dir = data_dir or os.environ.get("PEFTBENCH_DATA")
-    if not data_dir:
-        raise UserError(f"no data folder given for e2e; {FIX}")
-    given = Path(data_dir).expanduser()
-    for folder in (given / "e2e", given):
-        if (folder / "devset.csv").is_file():
-            return folder
-    raise UserError(f"no E2E devset.csv under {given} or {given / 'e2e'}; {FIX}")
 
 
 def _read_folder(folder: Path) -> dict[str, list[dict]]:
@@ -96,20 +73,12 @@ def _read_csv(path: Path) -> list[dict]:
     return rows
 
 
-def _load_from_hub() -> TaskData:
-    import datasets
-
-    try:
-        dataset_dict = datasets.load_dataset(HUB_DATASET)
-    except (ConnectionError, FileNotFoundError, ValueError) as error:
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise UserError(f"cannot load {HUB_DATASET} from the Hugging Face hub ({reason}); {FIX}") from error
-    splits = {
+def _hub_splits(dataset_dict) -> dict[str, list[dict]]:
+    return {
         split: [{"text": mr, "label": ref, "group": mr}
                 for mr, ref in zip(data["meaning_representation"], data["human_reference"], strict=True)]
         for split, data in dataset_dict.items()
     }  # fmt: skip
-    return TaskData(splits, "hub", HUB_DATASET)
 
 
 def score(predictions: list[str], rows: list[dict]) -> dict[str, float]:
@@ -124,6 +93,10 @@ def score(predictions: list[str], rows: list[dict]) -> dict[str, float]:
     return official(list(references.values()), list(predicted.values()))
 
 
+SOURCE = DataSource(
+    what="E2E", benchmark="e2e", folder=None, files=tuple(name for _, name in FILES),
+    hub_id=HUB_DATASET, hub_config=None, read_folder=_read_folder, read_hub=_hub_splits, embedded=EMBEDDED,
+)
 TASKS = {
     "e2e": Task(
         name="e2e",
@@ -133,7 +106,7 @@ TASKS = {
         eval_splits=("validation",),
         main_metric="bleu",
         score=score,
-        load=load_e2e,
+        load=SOURCE.load,
         has_embedded=True,
         metric_names=("bleu", "nist", "meteor", "rouge_l", "cider"),
         kind="generation",

@@ -7,7 +7,7 @@ entailment=0, neutral=1, contradiction=2; test labels are None). Metrics are GLU
 ``metrics.py``); the main metric is the one the LoRA paper's Table 2 reports: MCC for CoLA, Pearson
 for STS-B, accuracy for the others (MNLI matched first, then mismatched).
 
-Three sources (``load(source, data_dir)``):
+Three sources (``tasks/sources.py``; ``load(source, data_dir)``):
 
 - ``"dir"``: the folder layout written by GLUE's ``download_glue_data.py`` (``glue/RTE/train.tsv``,
   ``dev.tsv``, ``test.tsv``; MNLI ``dev_matched.tsv`` …). Files are read with ``csv`` (tab,
@@ -24,19 +24,18 @@ from __future__ import annotations
 
 import csv
 import math
-import os
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Callable
 
 from peftbench.errors import UserError
-from peftbench.tasks.base import Task, TaskData, score_labels
+from peftbench.tasks.base import Task, score_labels
 from peftbench.tasks.metrics import glue_scorer
+from peftbench.tasks.sources import FIX, DataSource
 
 HUB_DATASET = "nyu-mll/glue"
 EMBEDDED_ROOT = Path(__file__).parent / "data" / "glue"
-DATA_DIR_FIX = "pass data.dir=… or set PEFTBENCH_DATA"
 
 _STANDARD_FILES = (("train", "train.tsv"), ("validation", "dev.tsv"), ("test", "test.tsv"))
 
@@ -123,46 +122,6 @@ GLUE_SPECS: dict[str, GlueSpec] = {
 }
 
 
-def load_glue(name: str, source: str, data_dir: str | os.PathLike | None = None) -> TaskData:
-    """The splits of GLUE task ``name`` from ``source`` ("dir", "hub" or "embedded").
-
-    ``data_dir`` (for "dir"; default ``$PEFTBENCH_DATA``) may be the data root holding
-    ``glue/<Task>/``, the ``glue`` folder, or the task folder itself.
-    """
-    spec = GLUE_SPECS[name]
-    if source == "dir":
-        folder = _task_folder(spec, data_dir)
-        return TaskData(splits=_read_task_folder(spec, folder), source="dir", location=str(folder))
-    if source == "hub":
-        return _load_from_hub(name, spec)
-    if source == "embedded":
-        if not spec.embedded:
-            raise UserError(f"GLUE {name} ships no embedded slice; {DATA_DIR_FIX}, or pass data.source=hub")
-        folder = EMBEDDED_ROOT / spec.folder
-        return TaskData(
-            splits=_read_task_folder(spec, folder), source="embedded", location=str(folder), sample=True
-        )
-    raise UserError(f"unknown data source {source!r} for GLUE {name}; use dir, hub or embedded")
-
-
-def _task_folder(spec: GlueSpec, data_dir: str | os.PathLike | None) -> Path:
-    """The task folder under a data root, under a ``glue`` folder, or ``data_dir`` itself."""
-    data_dir = data_dir or os.environ.get("PEFTBENCH_DATA")
-    if not data_dir:
-        raise UserError(f"no data folder given for GLUE {spec.folder}; {DATA_DIR_FIX}")
-    given = Path(data_dir).expanduser()
-    for folder in (given / "glue" / spec.folder, given / spec.folder):
-        if folder.is_dir():
-            return folder
-    if any((given / file_name).is_file() for _, file_name in spec.files):
-        return given
-    raise UserError(
-        f"no GLUE {spec.folder} folder at {given} (looked for {given / 'glue' / spec.folder}, "
-        f"{given / spec.folder} and the files themselves); "
-        f"{DATA_DIR_FIX} to the folder holding glue/{spec.folder}"
-    )
-
-
 def _has_labels(split: str) -> bool:
     return not split.startswith("test")
 
@@ -180,7 +139,7 @@ def _read_task_folder(spec: GlueSpec, folder: Path) -> dict[str, list[dict]]:
             rows = _read_tsv(spec, path, labelled=_has_labels(split))
         elif _has_labels(split):
             raise UserError(
-                f"missing {path} (GLUE {spec.folder} {split} split); {DATA_DIR_FIX} to a complete GLUE copy"
+                f"missing {path} (GLUE {spec.folder} {split} split); {FIX} to a complete GLUE copy"
             )
         else:
             continue
@@ -277,20 +236,9 @@ def _rebuild_mrpc_train(spec: GlueSpec, msr_train: Path, dev_ids: Path) -> list[
     return rows
 
 
-def _load_from_hub(name: str, spec: GlueSpec) -> TaskData:
-    import datasets
-
+def _hub_splits(name: str, spec: GlueSpec, dataset_dict) -> dict[str, list[dict]]:
     hub_id = f"{HUB_DATASET}/{name}"
-    try:
-        dataset_dict = datasets.load_dataset(HUB_DATASET, name)
-    except ConnectionError as error:
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise UserError(
-            f"cannot load {hub_id} from the Hugging Face hub ({reason}); to read local GLUE files instead, "
-            f"{DATA_DIR_FIX}"
-        ) from error
-    splits = {split: _hub_rows(hub_id, spec, dataset) for split, dataset in dataset_dict.items()}
-    return TaskData(splits=splits, source="hub", location=hub_id)
+    return {split: _hub_rows(hub_id, spec, dataset) for split, dataset in dataset_dict.items()}
 
 
 def _hub_rows(hub_id: str, spec: GlueSpec, dataset) -> list[dict]:
@@ -336,8 +284,19 @@ PROMPTS: dict[str, Callable[[dict], str]] = {
 }
 
 
+def data_source(name: str, spec: GlueSpec) -> DataSource:
+    """GLUE task ``name`` in a data folder (``glue/<Task>/``), on the hub and shipped."""
+    return DataSource(
+        what=f"GLUE {spec.folder}", benchmark="glue", folder=spec.folder, files=tuple(f for _, f in spec.files),
+        hub_id=HUB_DATASET, hub_config=name,
+        read_folder=partial(_read_task_folder, spec), read_hub=partial(_hub_splits, name, spec),
+        embedded=EMBEDDED_ROOT / spec.folder if spec.embedded else None,
+    )  # fmt: skip
+
+
 def _task(name: str, spec: GlueSpec) -> Task:
     scorer, metric_names = glue_scorer(name)
+    source = data_source(name, spec)
     return Task(
         name=name,
         benchmark="glue",
@@ -346,8 +305,8 @@ def _task(name: str, spec: GlueSpec) -> Task:
         eval_splits=spec.eval_splits,
         main_metric=spec.main_metric,
         score=score_labels(scorer),
-        load=partial(load_glue, name),
-        has_embedded=spec.embedded,
+        load=source.load,
+        has_embedded=source.embedded is not None,
         metric_names=metric_names,
         verbalizers=VERBALIZERS.get(name, ()),
         prompt=PROMPTS.get(name),

@@ -40,7 +40,7 @@ macro-F1 and averages the tasks (dataset card; ``huggingface/hf_benchmarks``
 set: the run builds ``validation`` from a fold of ``train`` with
 ``peftbench.tasks.folds.cross_validation_split``.
 
-**Sources** (``load(source, data_dir)``):
+**Sources** (``tasks/sources.py``; ``load(source, data_dir)``):
 
 - ``"dir"``: the RAFT csv layout, ``<task>/{task.json, train.csv, test_unlabeled.csv}`` (as in
   the first commit of ``oughtinc/raft-baselines`` and the hub repo's ``data/`` folder); ``data_dir``
@@ -54,20 +54,15 @@ set: the run builds ``validation`` from a fold of ``train`` with
   embedded run scores exactly as a ``dir`` or ``hub`` run does: ``TaskData.sample`` is False. It
   cannot write a submission (no test rows).
 
-**Submissions.** ``write_submission`` writes ``<data folder>/<task>/predictions.csv`` with the
-columns ``ID`` and ``Label`` (label text), the layout of the RAFT submission template
-(``oughtinc/raft-submission``, ``{{cookiecutter.repo_name}}/README.md`` and ``data/``).
+**Submissions.** A run with test rows writes ``<run>/submission/<task>/predictions.csv`` as the
+leaderboard reads it (``raft_submission.py``).
 """
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import gzip
-import io
 import json
-import operator
-import os
 import re
 from dataclasses import dataclass
 from functools import partial
@@ -75,16 +70,15 @@ from pathlib import Path
 from typing import Sequence
 
 from peftbench.errors import UserError
-from peftbench.results.record import write_text_atomic
-from peftbench.tasks.base import Task, TaskData, score_labels
+from peftbench.tasks.base import Task, score_labels
 from peftbench.tasks.metrics import macro_f1
+from peftbench.tasks.raft_submission import write_submission
+from peftbench.tasks.sources import FIX, DataSource
 
 HUB_DATASET = "ought/raft"
 EMBEDDED_ROOT = Path(__file__).parent / "data" / "raft"
-DATA_DIR_FIX = "pass data.dir=… or set PEFTBENCH_DATA"
 NAME_PREFIX = "raft_"
 UNLABELED = "Unlabeled"  # the hub's ClassLabel name 0, carried by the test rows
-SUBMISSION_FILE = "predictions.csv"
 TRAIN_FILE, TEST_FILE = "train.csv", "test_unlabeled.csv"
 
 # The eleven benchmark tasks, in the order of the paper's results table, with its abbreviations.
@@ -197,53 +191,12 @@ def _spec(folder: str) -> RaftSpec:
     )
 
 
-def load_raft(folder: str, source: str, data_dir: str | os.PathLike | None = None) -> TaskData:
-    """The splits of RAFT task ``folder`` from ``source`` ("dir", "hub" or "embedded").
-
-    ``data_dir`` (for "dir"; default ``$PEFTBENCH_DATA``) may be the data root holding
-    ``raft/<task>/``, the ``raft`` folder, or the task folder itself.
-    """
-    spec = RAFT_SPECS[folder]
-    if source == "dir":
-        task_folder = _task_folder(spec, data_dir)
-        return TaskData(splits=_read_task_folder(spec, task_folder), source="dir", location=str(task_folder))
-    if source == "hub":
-        return _load_from_hub(spec)
-    if source == "embedded":
-        if not spec.embedded:
-            raise UserError(
-                f"RAFT {folder} ships no embedded data; {DATA_DIR_FIX} to a folder holding "
-                f"raft/{folder}/train.csv, or pass data.source=hub"
-            )
-        task_folder = EMBEDDED_ROOT / folder
-        return TaskData(splits=_read_task_folder(spec, task_folder), source="embedded", location=str(task_folder))
-    raise UserError(f"unknown data source {source!r} for RAFT {folder}; use dir, hub or embedded")
-
-
 def _find_file(folder: Path, name: str) -> Path | None:
     """``folder/name``, or its gzipped ``name.gz``, whichever exists."""
     for path in (folder / name, folder / f"{name}.gz"):
         if path.is_file():
             return path
     return None
-
-
-def _task_folder(spec: RaftSpec, data_dir: str | os.PathLike | None) -> Path:
-    """The task folder under a data root, under a ``raft`` folder, or ``data_dir`` itself."""
-    data_dir = data_dir or os.environ.get("PEFTBENCH_DATA")
-    if not data_dir:
-        raise UserError(f"no data folder given for RAFT {spec.folder}; {DATA_DIR_FIX}")
-    given = Path(data_dir).expanduser()
-    for folder in (given / "raft" / spec.folder, given / spec.folder):
-        if folder.is_dir():
-            return folder
-    if _find_file(given, TRAIN_FILE) is not None:
-        return given
-    raise UserError(
-        f"no RAFT {spec.folder} folder at {given} (looked for {given / 'raft' / spec.folder}, "
-        f"{given / spec.folder} and {given / TRAIN_FILE}); "
-        f"{DATA_DIR_FIX} to the folder holding raft/{spec.folder}"
-    )
 
 
 def _read_task_folder(spec: RaftSpec, folder: Path) -> dict[str, list[dict]]:
@@ -255,13 +208,13 @@ def _read_task_folder(spec: RaftSpec, folder: Path) -> dict[str, list[dict]]:
             raise UserError(
                 f"{task_json} describes RAFT task {name!r} with labels {list(labels)} and columns "
                 f"{list(columns)}, not {spec.folder} (labels {list(spec.label_names)}, columns "
-                f"{list(spec.data_columns)}); {DATA_DIR_FIX} to the folder holding raft/{spec.folder}"
+                f"{list(spec.data_columns)}); {FIX} to the folder holding raft/{spec.folder}"
             )
     train = _find_file(folder, TRAIN_FILE)
     if train is None:
         raise UserError(
             f"missing {folder / TRAIN_FILE} (RAFT {spec.folder} train split); "
-            f"{DATA_DIR_FIX} to a complete RAFT copy"
+            f"{FIX} to a complete RAFT copy"
         )
     splits = {"train": _read_csv(spec, train, labelled=True)}
     test = _find_file(folder, TEST_FILE)
@@ -337,21 +290,9 @@ def parse_id(raw) -> int | str:
     return int(text) if re.fullmatch(r"[0-9]+", text) else text
 
 
-def _load_from_hub(spec: RaftSpec) -> TaskData:
-    import datasets
-
+def _hub_splits(spec: RaftSpec, dataset_dict) -> dict[str, list[dict]]:
     hub_id = f"{HUB_DATASET}/{spec.folder}"
-    try:
-        dataset_dict = datasets.load_dataset(HUB_DATASET, spec.folder)
-    except ConnectionError as error:
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise UserError(
-            f"cannot load {hub_id} from the Hugging Face hub ({reason}); to read the RAFT csv files "
-            f"instead, {DATA_DIR_FIX} to the folder holding raft/{spec.folder}"
-            + (", or pass data.source=embedded" if spec.embedded else "")
-        ) from error
-    splits = {split: hub_rows(spec, dataset, hub_id) for split, dataset in dataset_dict.items()}
-    return TaskData(splits=splits, source="hub", location=hub_id)
+    return {split: hub_rows(spec, dataset, hub_id) for split, dataset in dataset_dict.items()}
 
 
 def hub_rows(spec: RaftSpec, dataset, hub_id: str = HUB_DATASET) -> list[dict]:
@@ -382,54 +323,24 @@ def spec_for(task_name: str) -> RaftSpec:
     return RAFT_SPECS[folder]
 
 
-def write_submission(path: str | os.PathLike, task_name: str, ids: Sequence, predictions: Sequence) -> Path:
-    """Write one task's test predictions as the RAFT leaderboard reads them; returns the file.
-
-    ``path`` is the submission repository's ``data`` folder; the file is
-    ``<path>/<task folder>/predictions.csv`` with the header ``ID,Label`` and one row per ID, the
-    label as text (the RAFT submission template). ``predictions`` are class indices into the
-    task's ``label_names`` or the label texts themselves. Written atomically (temp file + rename).
-    """
-    spec = spec_for(task_name)
-    ids, predictions = list(ids), list(predictions)
-    if len(ids) != len(predictions):
-        raise ValueError(f"{len(ids)} ids but {len(predictions)} predictions for RAFT {spec.folder}")
-    if not ids:
-        raise ValueError(f"no predictions to write for RAFT {spec.folder}")
-    if len({str(identifier) for identifier in ids}) != len(ids):
-        raise ValueError(f"the ids of RAFT {spec.folder} predictions are not unique")
-    labels = [_prediction_label(spec, prediction) for prediction in predictions]
-    text = io.StringIO()
-    writer = csv.writer(text, lineterminator="\n")
-    writer.writerow(["ID", "Label"])
-    writer.writerows(zip(ids, labels))
-    target = Path(path) / spec.folder / SUBMISSION_FILE
-    target.parent.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(target, text.getvalue())
-    return target
-
-
 def submit(task_name: str, folder: Path, rows: Sequence[dict], predictions: Sequence) -> Path:
-    """A run's test predictions (``Task.submit``): the submission file under ``folder``."""
-    return write_submission(folder, task_name, [row["id"] for row in rows], predictions)
+    """A run's test predictions (``Task.submit``): the leaderboard file under ``folder``."""
+    return write_submission(folder, spec_for(task_name), [row["id"] for row in rows], predictions)
 
 
-def _prediction_label(spec: RaftSpec, prediction) -> str:
-    if isinstance(prediction, str):
-        if prediction in spec.label_names:
-            return prediction
-    elif not isinstance(prediction, bool):
-        with contextlib.suppress(TypeError):
-            index = operator.index(prediction)
-            if 0 <= index < len(spec.label_names):
-                return spec.label_names[index]
-    raise ValueError(
-        f"prediction {prediction!r} is neither a class index below {len(spec.label_names)} nor a "
-        f"label of RAFT {spec.folder}"
-    )
+def data_source(spec) -> DataSource:
+    """RAFT task ``spec`` in a data folder (``raft/<task>/``), on the hub and shipped (train only)."""
+    return DataSource(
+        what=f"RAFT {spec.folder}", benchmark="raft", folder=spec.folder,
+        files=(TRAIN_FILE, f"{TRAIN_FILE}.gz"), hub_id=HUB_DATASET, hub_config=spec.folder,
+        read_folder=partial(_read_task_folder, spec), read_hub=partial(_hub_splits, spec),
+        embedded=EMBEDDED_ROOT / spec.folder if spec.embedded else None,
+        embedded_sample=False,  # the 50 rows are the whole official train split
+    )  # fmt: skip
 
 
 def _task(spec: RaftSpec) -> Task:
+    source = data_source(spec)
     return Task(
         name=spec.task_name,
         benchmark="raft" if spec.in_benchmark else "raft_extra",
@@ -438,8 +349,8 @@ def _task(spec: RaftSpec) -> Task:
         eval_splits=("validation",),  # built by the run from a fold of train (tasks/folds.py)
         main_metric="macro_f1",
         score=score_labels(macro_f1),
-        load=partial(load_raft, spec.folder),
-        has_embedded=spec.embedded,
+        load=source.load,
+        has_embedded=source.embedded is not None,
         metric_names=("macro_f1",),
         kind="classification",
         verbalizers=spec.verbalizers,

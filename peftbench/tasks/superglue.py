@@ -37,13 +37,12 @@ Rows (see ``base.py``), with the input layout each follows:
   the first entity that is a gold answer. A train row where no entity is a gold answer is dropped
   (it cannot be trained on); eval rows keep it (scored by ``answers``).
 
-Prompts and label words for rank classification (decoders, encoder-decoders) follow PET's patterns
-(Schick & Schütze 2021, ``pet/pvp.py``) and GPT-3's (Brown et al. 2020, Appendix G); each is cited
-beside its template below.
+Prompts for rank classification (decoders, encoder-decoders) are ``superglue_prompts.py``'s; the
+label words are the specs' ``verbalizers``.
 
-Three sources (``load(source, data_dir)``):
+Three sources (``tasks/sources.py``; ``load(source, data_dir)``):
 
-- ``"dir"``: the SuperGLUE jsonl layout (``superglue/<Task>/train.jsonl``, ``val.jsonl`` → split
+- ``"dir"``: the SuperGLUE jsonl layout (``superglue_jsonl.py``; ``superglue/<Task>/train.jsonl``, ``val.jsonl`` → split
   ``validation``, optional ``test.jsonl`` without labels) under a data root, a ``superglue`` folder,
   or the task folder itself (``<Task>`` is BoolQ, CB, COPA, MultiRC, ReCoRD, WiC or WSC). A folder
   with ``dev32.jsonl`` and no ``val.jsonl`` is the FewGLUE_32dev layout: ``train.jsonl`` (32
@@ -62,28 +61,22 @@ Three sources (``load(source, data_dir)``):
 
 from __future__ import annotations
 
-import json
-import os
 import re
-import string
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Callable, Sequence
 
 from peftbench.errors import UserError
-from peftbench.tasks.base import Task, TaskData, score_labels
+from peftbench.tasks.base import Task, score_labels
+from peftbench.tasks.sources import FIX, DataSource
+from peftbench.tasks.superglue_jsonl import read_jsonl
 from peftbench.tasks.superglue_metrics import multirc, record, superglue_scorer
+from peftbench.tasks.superglue_prompts import COPA_QUESTIONS, PROMPTS
 
 HUB_DATASET = "aps/super_glue"
 EMBEDDED_ROOT = Path(__file__).parent / "data" / "superglue"
-DATA_DIR_FIX = "pass data.dir=… or set PEFTBENCH_DATA"
-RESTORE = "repair the line or restore the file from the original SuperGLUE data"
 
-# jiant's COPA questions (jiant/tasks/lib/copa.py, _QUESTION_DICT).
-COPA_QUESTIONS = {"cause": "What was the cause of this?", "effect": "What happened as a result?"}
-# GPT-3's COPA connectives (Brown et al. 2020, Appendix G; PET's CopaPVP uses the same).
-COPA_CONNECTIVES = {"cause": "because", "effect": "so"}
 
 
 @dataclass(frozen=True)
@@ -187,64 +180,6 @@ def _rows(name: str, examples: list[dict], split: str) -> list[dict]:
     return rows
 
 
-# --- prompts for rank classification --------------------------------------------------------------
-# Each reads the row's own fields (the rows above keep every part the template needs).
-
-
-def _boolq_prompt(row: dict) -> str:
-    # PET BoolQPVP pattern 0: "p. Question: q? Answer: [MASK]." with No/Yes.
-    return f"{row['text_pair']}\nQuestion: {row['text']}?\nAnswer:"
-
-
-def _cb_prompt(row: dict) -> str:
-    # PET CbPVP pattern 4 (GPT-3's ANLI/CB format): "p question: h true, false or neither? answer:".
-    return f"{row['text']}\nQuestion: {row['text_pair']} True, False or Neither?\nAnswer:"
-
-
-def _wic_prompt(row: dict) -> str:
-    # PET WicPVP pattern 1: "s1 s2 Does w have the same meaning in both sentences? [MASK]" with No/Yes.
-    word, _, sentence1 = row["text"].partition(": ")
-    sentence2 = row["text_pair"].partition(": ")[2]
-    return f"{sentence1}\n{sentence2}\nQuestion: Does {word} have the same meaning in both sentences?\nAnswer:"
-
-
-def _wsc_prompt(row: dict) -> str:
-    # PET WscPVP pattern 2 ("Question: In the passage above, what does the pronoun '*p*' refer to?"),
-    # asked as a yes/no question about the given referent, as SuperGLUE's WSC labels are.
-    pronoun, _, sentence = row["text"].partition(": ")
-    return (
-        f"{sentence}\nQuestion: In the passage above, does the pronoun \"{pronoun}\" refer to "
-        f"{row['text_pair']}?\nAnswer:"
-    )
-
-
-def _multirc_prompt(row: dict) -> str:
-    # PET MultiRcPVP pattern 1: "p. Question: q? Is the correct answer "a"? [MASK]." with No/Yes.
-    question, _, answer = row["text_pair"].partition("\n")
-    return f"{row['text']}\nQuestion: {question}\nIs the correct answer \"{answer}\"?\nAnswer:"
-
-
-def _copa_prompt(row: dict) -> str:
-    # GPT-3 (Appendix G) and PET CopaPVP: the premise without its final punctuation, then
-    # "because" (cause) or "so" (effect); each choice is scored as the continuation.
-    for kind, question in COPA_QUESTIONS.items():
-        if row["text"].endswith(" " + question):
-            premise = row["text"][: -len(question) - 1]
-            return f"{premise.rstrip(string.punctuation)} {COPA_CONNECTIVES[kind]}"
-    raise ValueError(f"not a COPA row: {row['text']!r}")
-
-
-def _record_prompt(row: dict) -> str:
-    # PET RecordPVP and GPT-3: the passage, then the query with each entity filled in (the choices).
-    return f"{row['text']}\n"
-
-
-PROMPTS: dict[str, Callable[[dict], str]] = {
-    "boolq": _boolq_prompt, "cb": _cb_prompt, "copa": _copa_prompt, "multirc": _multirc_prompt,
-    "record": _record_prompt, "wic": _wic_prompt, "wsc": _wsc_prompt,
-}
-
-
 # --- scoring --------------------------------------------------------------------------------------
 
 
@@ -274,60 +209,17 @@ def _scorer(name: str) -> Callable[[Sequence, Sequence[dict]], dict[str, float]]
 # --- loading --------------------------------------------------------------------------------------
 
 
-def load_superglue(name: str, source: str, data_dir: str | os.PathLike | None = None) -> TaskData:
-    """The splits of SuperGLUE task ``name`` from ``source`` ("dir", "hub" or "embedded").
-
-    ``data_dir`` (for "dir"; default ``$PEFTBENCH_DATA``) may be the data root holding
-    ``superglue/<Task>/``, the ``superglue`` folder, a ``FewGLUE_32dev`` folder, or the task
-    folder itself.
-    """
-    spec = SUPERGLUE_SPECS[name]
-    if source == "dir":
-        folder = _task_folder(spec, data_dir)
-        splits, layout = _read_task_folder(name, spec, folder)
-        if layout == "fewglue":
-            return TaskData(splits=splits, source="dir", location=f"{folder} (FewGLUE_32dev layout: dev32.jsonl as validation)",
-                            subset="fewglue")  # fmt: skip
-        return TaskData(splits=splits, source="dir", location=str(folder))
-    if source == "hub":
-        return _load_from_hub(name, spec)
-    if source == "embedded":
-        if not spec.embedded:
-            raise UserError(
-                f"SuperGLUE {name} ships no embedded slice; {DATA_DIR_FIX} (e.g. to a FewGLUE_32dev folder), "
-                "or pass data.source=hub"
-            )
-        folder = EMBEDDED_ROOT / spec.folder
-        splits, _ = _read_task_folder(name, spec, folder)
-        return TaskData(splits=splits, source="embedded", location=str(folder), sample=True)
-    raise UserError(f"unknown data source {source!r} for SuperGLUE {name}; use dir, hub or embedded")
-
-
 _LAYOUT_FILES = ("train.jsonl", "val.jsonl", "dev32.jsonl", "test.jsonl")
+FEWGLUE = ("fewglue", "FewGLUE_32dev layout: dev32.jsonl as validation")
 
 
-def _task_folder(spec: SuperGlueSpec, data_dir: str | os.PathLike | None) -> Path:
-    """The task folder under a data root, under a ``superglue`` (or FewGLUE) folder, or ``data_dir``."""
-    data_dir = data_dir or os.environ.get("PEFTBENCH_DATA")
-    if not data_dir:
-        raise UserError(f"no data folder given for SuperGLUE {spec.folder}; {DATA_DIR_FIX}")
-    given = Path(data_dir).expanduser()
-    for folder in (given / "superglue" / spec.folder, given / spec.folder):
-        if folder.is_dir():
-            return folder
-    if any((given / file_name).is_file() for file_name in _LAYOUT_FILES):
-        return given
-    raise UserError(
-        f"no SuperGLUE {spec.folder} folder at {given} (looked for {given / 'superglue' / spec.folder}, "
-        f"{given / spec.folder} and the files themselves); {DATA_DIR_FIX} to the folder holding "
-        f"superglue/{spec.folder} (or to a FewGLUE_32dev folder)"
-    )
+def _is_fewglue(folder: Path) -> bool:
+    return (folder / "dev32.jsonl").is_file() and not (folder / "val.jsonl").is_file()
 
 
-def _read_task_folder(name: str, spec: SuperGlueSpec, folder: Path) -> tuple[dict[str, list[dict]], str]:
-    """Every split whose file is in ``folder``, and the layout (``"superglue"`` or ``"fewglue"``)."""
-    fewglue = (folder / "dev32.jsonl").is_file() and not (folder / "val.jsonl").is_file()
-    if fewglue:
+def _read_task_folder(name: str, spec: SuperGlueSpec, folder: Path) -> dict[str, list[dict]]:
+    """Every split whose file is in ``folder``, in the SuperGLUE or the FewGLUE_32dev layout."""
+    if _is_fewglue(folder):
         files = (("train", "train.jsonl", True), ("validation", "dev32.jsonl", True), ("test", "test.jsonl", False))
     else:
         files = (
@@ -342,147 +234,22 @@ def _read_task_folder(name: str, spec: SuperGlueSpec, folder: Path) -> tuple[dic
         if not path.is_file():
             if required:
                 raise UserError(
-                    f"missing {path} (SuperGLUE {spec.folder} {split} split); {DATA_DIR_FIX} to a complete "
+                    f"missing {path} (SuperGLUE {spec.folder} {split} split); {FIX} to a complete "
                     f"SuperGLUE copy (superglue/{spec.folder}/train.jsonl and val.jsonl) or a FewGLUE_32dev "
                     f"folder ({spec.folder}/train.jsonl and dev32.jsonl)"
                 )
             continue
-        examples = _read_jsonl(name, spec, path, labelled=split != "test")
+        examples = read_jsonl(name, spec, path, labelled=split != "test")
         rows = _rows(name, examples, split)
         if not rows:
             raise UserError(f"{path} has no rows; restore it from the original SuperGLUE data")
         splits[split] = rows
-    return splits, "fewglue" if fewglue else "superglue"
+    return splits
 
 
-class _Line:
-    """One jsonl line being read: its fields, with errors that name the file and line."""
-
-    def __init__(self, path: Path, number: int):
-        self.path, self.number = path, number
-
-    def error(self, what: str) -> UserError:
-        return UserError(f"{self.path}:{self.number}: {what}; {RESTORE}")
-
-    def get(self, obj, key: str, kind: type | tuple[type, ...] = str):
-        if not isinstance(obj, dict) or key not in obj:
-            raise self.error(f"no field {key!r}")
-        value = obj[key]
-        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-            names = " or ".join(t.__name__ for t in (kind if isinstance(kind, tuple) else (kind,)))
-            raise self.error(f"field {key!r} is {value!r}, not {names}")
-        return value
-
-
-def _read_jsonl(name: str, spec: SuperGlueSpec, path: Path, labelled: bool) -> list[dict]:
-    """The examples of one SuperGLUE jsonl file, in the hub's layout (blank lines skipped)."""
-    examples = []
-    with path.open(encoding="utf-8") as handle:
-        for number, text in enumerate(handle, start=1):
-            if not text.strip():
-                continue
-            line = _Line(path, number)
-            try:
-                obj = json.loads(text)
-            except json.JSONDecodeError as error:
-                raise line.error(f"not a JSON object ({error.msg}, column {error.colno})") from None
-            if not isinstance(obj, dict):
-                raise line.error("not a JSON object")
-            examples.extend(_examples(name, spec, obj, line, labelled))
-    return examples
-
-
-def _label(spec: SuperGlueSpec, obj: dict, line: _Line, labelled: bool, key: str = "label") -> int | None:
-    """A file label as aps/super_glue has it: the class index (None in a test file without labels)."""
-    if key not in obj:
-        if labelled:
-            raise line.error(f"no field {key!r} in a labelled split")
-        return None
-    raw = obj[key]
-    if spec.label_names == ("False", "True"):
-        if isinstance(raw, bool) or raw in (0, 1) and isinstance(raw, int):
-            return int(raw)
-        raise line.error(f"label {raw!r} is not true or false")
-    if spec.folder == "COPA":
-        if isinstance(raw, int) and not isinstance(raw, bool) and raw in (0, 1):
-            return raw
-        raise line.error(f"label {raw!r} is not 0 or 1 (choice1 or choice2)")
-    if raw not in spec.label_names:
-        raise line.error(f"label {raw!r} is not one of {', '.join(spec.label_names)}")
-    return spec.label_names.index(raw)
-
-
-def _examples(name: str, spec: SuperGlueSpec, obj: dict, line: _Line, labelled: bool) -> list[dict]:
-    """The hub-layout examples of one jsonl line (MultiRC: one per answer option; ReCoRD: per query)."""
-    if name == "multirc":
-        passage = line.get(obj, "passage", dict)
-        paragraph, paragraph_idx = line.get(passage, "text"), line.get(obj, "idx", int)
-        examples = []
-        for question in line.get(passage, "questions", list):
-            text, question_idx = line.get(question, "question"), line.get(question, "idx", int)
-            for answer in line.get(question, "answers", list):
-                idx = {"paragraph": paragraph_idx, "question": question_idx, "answer": line.get(answer, "idx", int)}
-                examples.append({
-                    "paragraph": paragraph, "question": text, "answer": line.get(answer, "text"), "idx": idx,
-                    "label": _label(spec, answer, line, labelled),
-                })
-        return examples
-    if name == "record":
-        passage = line.get(obj, "passage", dict)
-        text = line.get(passage, "text")
-        spans = sorted(
-            ((line.get(e, "start", int), line.get(e, "end", int)) for e in line.get(passage, "entities", list)),
-            key=lambda span: span[0],
-        )
-        entities = list(dict.fromkeys(text[start : end + 1] for start, end in spans))  # end is inclusive
-        examples = []
-        for qa in line.get(obj, "qas", list):
-            if labelled and "answers" not in qa:
-                raise line.error("a query has no field 'answers' in a labelled split")
-            answers = sorted({line.get(answer, "text") for answer in qa.get("answers", [])})
-            examples.append({
-                "passage": text, "query": line.get(qa, "query"), "entities": entities, "answers": answers,
-                "idx": {"passage": obj.get("idx"), "query": qa.get("idx")},
-            })
-        return examples
-    if name == "wsc":
-        target = line.get(obj, "target", dict)
-        example = {"text": line.get(obj, "text")}
-        example.update({key: line.get(target, key) for key in ("span1_text", "span2_text")})
-    else:
-        example = {key: line.get(obj, key) for key in spec.fields}
-    if name == "copa" and example["question"] not in COPA_QUESTIONS:
-        raise line.error(f"question {example['question']!r} is not cause or effect")
-    example["label"] = _label(spec, obj, line, labelled)
-    return [example]
-
-
-def _load_from_hub(name: str, spec: SuperGlueSpec) -> TaskData:
-    import datasets
-
+def _hub_splits(name: str, spec: SuperGlueSpec, dataset_dict) -> dict[str, list[dict]]:
     hub_id = f"{HUB_DATASET}/{name}"
-    not_found = getattr(getattr(datasets, "exceptions", None), "DatasetNotFoundError", None)
-    errors = tuple(e for e in (ConnectionError, not_found, _hf_hub_http_error()) if e is not None)
-    try:
-        dataset_dict = datasets.load_dataset(HUB_DATASET, name)
-    except errors as error:
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise UserError(
-            f"cannot load {hub_id} from the Hugging Face hub ({reason}); to read local SuperGLUE files instead, "
-            f"{DATA_DIR_FIX}"
-        ) from error
-    splits = {
-        split: _rows(name, hub_examples(hub_id, spec, dataset), split) for split, dataset in dataset_dict.items()
-    }
-    return TaskData(splits=splits, source="hub", location=hub_id)
-
-
-def _hf_hub_http_error():
-    try:
-        from huggingface_hub.errors import HfHubHTTPError
-    except ImportError:  # older huggingface_hub
-        return None
-    return HfHubHTTPError
+    return {split: _rows(name, hub_examples(hub_id, spec, dataset), split) for split, dataset in dataset_dict.items()}
 
 
 def hub_examples(hub_id: str, spec: SuperGlueSpec, dataset) -> list[dict]:
@@ -507,8 +274,20 @@ def hub_examples(hub_id: str, spec: SuperGlueSpec, dataset) -> list[dict]:
 # --- the tasks ------------------------------------------------------------------------------------
 
 
+def data_source(name: str, spec: SuperGlueSpec) -> DataSource:
+    """SuperGLUE task ``name`` in a data folder (``superglue/<Task>/`` or FewGLUE), on the hub and shipped."""
+    return DataSource(
+        what=f"SuperGLUE {spec.folder}", benchmark="superglue", folder=spec.folder, files=_LAYOUT_FILES,
+        hub_id=HUB_DATASET, hub_config=name,
+        read_folder=partial(_read_task_folder, name, spec), read_hub=partial(_hub_splits, name, spec),
+        embedded=EMBEDDED_ROOT / spec.folder if spec.embedded else None,
+        subset=lambda folder: FEWGLUE if _is_fewglue(folder) else None, hint=" (or to a FewGLUE_32dev folder)",
+    )  # fmt: skip
+
+
 def _task(name: str, spec: SuperGlueSpec) -> Task:
     _, metric_names = superglue_scorer(name)
+    source = data_source(name, spec)
     return Task(
         name=name,
         benchmark="superglue",
@@ -517,8 +296,8 @@ def _task(name: str, spec: SuperGlueSpec) -> Task:
         eval_splits=("validation",),
         main_metric=spec.main_metric,
         score=_scorer(name),
-        load=partial(load_superglue, name),
-        has_embedded=spec.embedded,
+        load=source.load,
+        has_embedded=source.embedded is not None,
         metric_names=metric_names,
         kind=spec.kind,
         verbalizers=spec.verbalizers,

@@ -3,7 +3,8 @@
 Training order follows HF's ``LengthGroupedSampler``: a seeded random permutation is cut into
 mega-batches of ``group`` batches, each sorted by length (longest first) and cut into batches,
 and the batches are shuffled. Every epoch differs, the same seed gives the same order, and each
-batch holds examples of similar length. Evaluation sorts the whole split by length.
+batch holds examples of similar length. Each batch is padded to its own longest example by the
+format that collates it (``peftbench.formats``: anything with ``length`` and ``collate``).
 """
 
 from __future__ import annotations
@@ -21,12 +22,6 @@ def length_grouped_batches(lengths: list[int], batch_size: int, generator: torch
         batches += [chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size)]
     shuffle = torch.randperm(len(batches), generator=generator).tolist()
     return [batches[i] for i in shuffle]
-
-
-def sorted_batches(lengths: list[int], batch_size: int) -> list[list[int]]:
-    """Evaluation batches: the split sorted by length, longest first (callers restore the order)."""
-    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
-    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
 
 
 class EpochBatches:
@@ -66,3 +61,14 @@ class EpochBatches:
 
     def __len__(self) -> int:
         return -(-len(self.lengths) // self.batch_size)
+
+
+def train_loader(features: list[dict], fmt, batch_size: int, seed: int, group_by_length: bool = True):
+    """Training batches of ``features`` collated by ``fmt`` (dynamically padded); length-grouped
+    unless ``group_by_length`` is off (then each batch is a plain random draw)."""
+    return torch.utils.data.DataLoader(
+        features,
+        batch_sampler=EpochBatches([fmt.length(f) for f in features], batch_size, seed, group=50 if group_by_length else 1),
+        collate_fn=lambda batch: fmt.collate(batch, training=True),
+        generator=torch.Generator().manual_seed(seed),  # its per-epoch draw must not touch the global RNG
+    )

@@ -63,7 +63,7 @@ class Checkpoints:
         """Write checkpoint ``step`` (``state["best_step"]`` names the best one), then prune."""
         from safetensors.torch import save
 
-        from peftbench.results.record import write_bytes_atomic
+        from peftbench.atomic import write_bytes_atomic
 
         data = save({name: tensor.detach().cpu().contiguous() for name, tensor in tensors.items()})
         temporary = self.directory / f".step-{step:08d}.tmp"

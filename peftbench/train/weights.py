@@ -18,7 +18,7 @@ def save_weights(state: dict, path: Path) -> None:
     """Write ``state`` as safetensors, atomically (temp file + rename)."""
     from safetensors.torch import save
 
-    from peftbench.results.record import write_bytes_atomic
+    from peftbench.atomic import write_bytes_atomic
 
     write_bytes_atomic(Path(path), save(state))
 

@@ -1,5 +1,9 @@
 """``peftbench doctor``: what in a results folder is not a whole, finished run, and its cure.
 
+It reads both run records (``results/``) and training checkpoints (``train/checkpoint.py``), so it
+lives at command level, above both; ``records`` is the results folder as ``table``, ``plot`` and
+``list runs`` read it: every readable record, each damaged record or checkpoint warned once.
+
 Findings, per run folder:
 
 - ``corrupt``: record.json unreadable (empty, truncated, not JSON, keys missing), or a folder with
@@ -23,11 +27,12 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
+from peftbench.atomic import write_json_atomic
 from peftbench.integrity import safetensors_problem
 from peftbench.results.lock import LOCK_FILE, lock_holder
-from peftbench.results.record import CorruptRecord, RECORD_FILE, read_record, write_json_atomic
+from peftbench.results.record import CorruptRecord, RECORD_FILE, iter_records, read_record, warn_to_stderr
 from peftbench.train.checkpoint import Checkpoints
 
 TRASH = ".trash"
@@ -42,12 +47,24 @@ class Finding:
     cure: Callable[[], str] | None = None  # does the fix and says what it did; None: left as is
 
 
+def records(root: Path, warn: Callable = warn_to_stderr) -> Iterator[dict]:
+    """Every readable record under ``root`` (``iter_records``); each damaged checkpoint and each
+    unreadable record is passed to ``warn`` once (the quick check: state.json and file sizes)."""
+    for run_dir in _run_dirs(root):
+        for problem in checkpoint_problems(run_dir):
+            warn(problem)
+    yield from iter_records(root, warn)
+
+
 def examine(root: Path, deep: bool = False) -> list[Finding]:
     """Every finding under ``root`` (``deep`` also checks each checkpoint's checksum)."""
-    findings = []
-    for run_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        findings += _examine_run(root, run_dir, deep)
-    return findings
+    return [finding for run_dir in _run_dirs(root) for finding in _examine_run(root, run_dir, deep)]
+
+
+def _run_dirs(root: Path) -> list[Path]:
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
 def checkpoint_problems(run_dir: str | os.PathLike, deep: bool = False) -> list:

@@ -1,0 +1,109 @@
+"""What a planned run trains and evaluates with: its model in the task's format, and its pipeline.
+
+``build_model`` makes the backbone as every run makes it (seeded first, with a fresh task head
+where the format has one). ``build_pipeline`` turns the plan's rows into features with each
+task's format (after the method's prompt rewrite, for in-context learning), the training batches
+(length-grouped; for several tasks, temperature-sampled one-task batches), the evaluation
+callback (metrics per split, or per ``task/split`` and their ``average`` for a multi-task run) and
+the loss (the format's, plus the method's penalty). The trainer receives these and nothing else.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from types import SimpleNamespace
+from typing import Callable
+
+AVERAGE = "average"  # a multi-task run's metrics: the mean of its tasks' main metrics
+
+
+@dataclass
+class Pipeline:
+    """What a run trains and evaluates with, for one task or several."""
+
+    formats: list  # per part: its Format
+    features: list[dict]  # per part: split -> features
+    loader: object | None  # None when the method trains nothing
+    evaluate: Callable  # model -> {split: {metric: value}} (multi-task: "<task>/<split>" and "average")
+    select: tuple[str, str]  # the (split, metric) the best evaluation is chosen by
+    loss: Callable  # (model, batch) -> loss
+
+
+def trainer_settings(config: dict, **changes) -> SimpleNamespace:
+    """The run's ``trainer`` config as the trainer reads it (attributes), with ``changes`` (a
+    search phase's own ``lr``)."""
+    return SimpleNamespace(**{**config["trainer"], **changes})
+
+
+def build_model(model_cfg, task, seed: int, format_name: str, task_cfg: dict):
+    """The backbone in the run's format (with a fresh task head where the format has one), as
+    every run builds it: seeded first, so the head and a tiny random model come out the same
+    each time. Returns (model, tokenizer, format)."""
+    from transformers import set_seed
+
+    from peftbench.formats import make_format
+    from peftbench.models.load import load_tokenizer
+
+    set_seed(seed)
+    tokenizer = load_tokenizer(model_cfg)
+    fmt = make_format(format_name, task, tokenizer, {**task_cfg, "family": model_cfg.family})
+    return fmt.load_model(model_cfg), tokenizer, fmt
+
+
+def build_pipeline(p, fmt, tokenizer) -> Pipeline:
+    """Features, training batches, evaluation and loss of the plan ``p``'s task (or tasks: batches
+    drawn by temperature sampling, each with its own task's format; metrics per task and their
+    mean). ``fmt`` is the first task's format, as ``build_model`` made it."""
+    from peftbench.formats import make_format
+    from peftbench.train.batching import train_loader
+    from peftbench.train.sampling import multitask_loader
+
+    trainer, seed, method = trainer_settings(p.config), p.config["seed"], p.method
+    options = {**p.config["task"], "family": p.model_cfg.family}
+    formats = [fmt] + [make_format(part.format, part.task, tokenizer, options) for part in p.parts[1:]]
+    features = []
+    for part, f in zip(p.parts, formats):
+        train_rows = part.data.splits[part.task.train_split]
+        f.task = method.prompt_task(part.task, train_rows, seed, tokenizer, f.max_length)
+        features.append({
+            split: f.encode(rows)
+            for split, rows in part.data.splits.items()
+            if method.trains or split != part.task.train_split  # nothing trains: the rows only demonstrate
+        })  # fmt: skip
+    train = [f[part.task.train_split] for part, f in zip(p.parts, features)] if method.trains else []
+    loader = None
+    if train and p.multitask:
+        loader = multitask_loader(formats, train, trainer.batch_size, seed, p.config["task"]["temperature"],
+                                  trainer.group_by_length)  # fmt: skip
+    elif train:
+        loader = train_loader(train[0], fmt, trainer.batch_size, seed, trainer.group_by_length)
+
+    def evaluate(model) -> dict:
+        metrics = {}
+        for part, f, feats in zip(p.parts, formats, features):
+            method.select_task(part.task.name)
+            for split in part.task.eval_splits:
+                with method.evaluating(model):
+                    predictions = f.predict(model, feats[split], trainer.eval_batch_size)
+                metrics[f"{part.task.name}/{split}" if p.multitask else split] = part.task.score(
+                    predictions, part.data.splits[split]
+                )
+        if p.multitask:
+            mains = [metrics[f"{part.task.name}/{part.task.main_split}"][part.task.main_metric] for part in p.parts]
+            metrics[AVERAGE] = {"score": sum(mains) / len(mains)}
+        return metrics
+
+    def task_loss(model, batch: dict):
+        if not p.multitask:
+            return fmt.loss(model, batch)
+        method.select_task(p.parts[batch["task"]].task.name)
+        return formats[batch["task"]].loss(model, {k: v for k, v in batch.items() if k != "task"})
+
+    def loss(model, batch: dict):
+        value = task_loss(model, batch)
+        penalty = method.penalty(model)
+        return value if penalty is None else value + penalty
+
+    first = p.parts[0].task
+    select = (AVERAGE, "score") if p.multitask else (first.main_split, first.main_metric)
+    return Pipeline(formats, features, loader, evaluate, select, loss)

@@ -1,0 +1,127 @@
+"""Where a task's rows come from (DESIGN §4): a data folder, the Hugging Face hub, or the real
+slices shipped in the package. One rule for every benchmark, for ``peftbench run`` and ``score``.
+
+- ``auto`` (the default ``data.source``): the data folder (``data.dir``, else ``$PEFTBENCH_DATA``)
+  when one is given, else the embedded slice where the task ships one, else the hub.
+- ``dir``: the benchmark's original files, under a data root (``DIR/glue/RTE/``), under the
+  benchmark's folder (``DIR/RTE/``), or in ``DIR`` itself when it holds one of the task's files.
+- ``hub``: ``datasets.load_dataset(hub_id, config)``; a data set that cannot be reached or found
+  is one line (``UserError``, exit 2) that names the data folder as the way out.
+- ``embedded``: the slice under ``peftbench/tasks/data/``, read as a data folder is and marked as
+  a sample (``TaskData.sample``) unless it is the whole official split (RAFT's 50 training rows).
+
+A benchmark declares each task's ``DataSource`` (folder names, files, hub id, shipped slice) and
+two readers, of a folder and of the hub's ``DatasetDict``; everything else is here.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from peftbench.errors import UserError
+from peftbench.tasks.base import TaskData
+
+ENV = "PEFTBENCH_DATA"
+FIX = f"pass data.dir=… or set {ENV}"
+
+Splits = dict[str, list[dict]]
+
+
+def data_dir(given: str | os.PathLike | None = None) -> str | None:
+    """The data folder: ``given`` (``data.dir``, ``--data-dir``), else ``$PEFTBENCH_DATA``, else None."""
+    return str(given) if given else os.environ.get(ENV) or None
+
+
+def load_task(task, source: str = "auto", directory: str | os.PathLike | None = None) -> TaskData:
+    """``task``'s rows from ``source``; ``auto`` picks the data folder, the embedded slice or the hub."""
+    directory = data_dir(directory)
+    if source == "auto":
+        source = "dir" if directory else ("embedded" if task.has_embedded else "hub")
+    return task.load(source, directory)
+
+
+@dataclass(frozen=True)
+class DataSource:
+    """Where one task's data lives in each source, and how its files and hub splits become rows."""
+
+    what: str  # the task's data as messages name it: "GLUE RTE"
+    benchmark: str  # the benchmark's folder under a data root: glue, superglue, e2e, raft
+    folder: str | None  # the task's folder in it (RTE); None: the benchmark folder is the task's (E2E)
+    files: tuple[str, ...]  # file names a task folder holds: any one marks ``DIR`` as the folder itself
+    hub_id: str
+    hub_config: str | None
+    read_folder: Callable[[Path], Splits]  # the task folder's files as rows per split
+    read_hub: Callable[[object], Splits]  # ``load_dataset``'s DatasetDict as rows per split
+    embedded: Path | None = None  # the shipped slice's folder; None where the task ships none
+    embedded_sample: bool = True  # False where the shipped files are the whole official split
+    # An official reduced setting a folder's layout may say it holds: (subset, what the layout means),
+    # e.g. ("fewglue", "FewGLUE_32dev layout: dev32.jsonl as validation"); None for the full splits.
+    subset: Callable[[Path], tuple[str, str] | None] | None = None
+    hint: str = ""  # what else a data folder may be, for the message when none is found
+
+    @property
+    def hub_location(self) -> str:
+        return f"{self.hub_id}/{self.hub_config}" if self.hub_config else self.hub_id
+
+    @property
+    def home(self) -> str:
+        """The task's folder under a data root, as messages spell it (``glue/RTE``)."""
+        return f"{self.benchmark}/{self.folder}" if self.folder else self.benchmark
+
+    def load(self, source: str, directory: str | os.PathLike | None = None) -> TaskData:
+        """The splits from ``source`` ("dir", "hub" or "embedded"); ``directory`` defaults to
+        ``$PEFTBENCH_DATA``."""
+        if source == "dir":
+            return self._from_folder(self.task_folder(directory), "dir", sample=False)
+        if source == "hub":
+            return TaskData(splits=self.read_hub(self._hub_dataset()), source="hub", location=self.hub_location)
+        if source == "embedded":
+            if self.embedded is None:
+                raise UserError(
+                    f"{self.what} ships no embedded slice; {FIX} to the folder holding {self.home}, "
+                    "or pass data.source=hub"
+                )
+            return self._from_folder(self.embedded, "embedded", sample=self.embedded_sample)
+        raise UserError(f"unknown data source {source!r} for {self.what}; use dir, hub or embedded")
+
+    def task_folder(self, directory: str | os.PathLike | None) -> Path:
+        """The task's folder under a data root, under the benchmark's folder, or ``directory`` itself."""
+        directory = data_dir(directory)
+        if not directory:
+            raise UserError(f"no data folder given for {self.what}; {FIX}")
+        given = Path(directory).expanduser()
+        candidates = [given / self.benchmark / self.folder, given / self.folder] if self.folder else [given / self.benchmark]
+        for folder in candidates:
+            if folder.is_dir():
+                return folder
+        if any((given / name).is_file() for name in self.files):
+            return given
+        looked = ", ".join(str(folder) for folder in candidates)
+        raise UserError(
+            f"no {self.what} folder at {given} (looked for {looked} and the files themselves); "
+            f"{FIX} to the folder holding {self.home}{self.hint}"
+        )
+
+    def _from_folder(self, folder: Path, source: str, sample: bool) -> TaskData:
+        layout = self.subset(folder) if self.subset else None
+        location = f"{folder} ({layout[1]})" if layout else str(folder)
+        return TaskData(self.read_folder(folder), source, location, sample=sample, subset=layout[0] if layout else None)
+
+    def _hub_dataset(self):
+        """``datasets.load_dataset`` of the task; one line when the hub cannot give it."""
+        import datasets
+
+        try:
+            if self.hub_config is None:
+                return datasets.load_dataset(self.hub_id)
+            return datasets.load_dataset(self.hub_id, self.hub_config)
+        except (OSError, ValueError) as error:  # offline, not found, refused (HTTP), no such config
+            reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+            embedded = ", or pass data.source=embedded" if self.embedded is not None else ""
+            raise UserError(
+                f"cannot load {self.hub_location} from the Hugging Face hub ({reason}); to read local "
+                f"{self.what} files instead, {FIX} to the folder holding {self.home}{embedded}"
+            ) from error
