@@ -39,7 +39,7 @@ def build_model(model_cfg, task, seed: int, format_name: str, task_cfg: dict):
     """The backbone in the run's format (with a fresh task head where the format has one), as
     every run builds it: seeded first, so the head and a tiny random model come out the same
     each time. Returns (model, tokenizer, format)."""
-    from transformers import set_seed
+    from accelerate.utils import set_seed  # transformers' twin imports its Trainer and peft: 2.5 s
 
     from peftbench.formats import make_format
     from peftbench.models.load import load_tokenizer
