@@ -1,7 +1,8 @@
 """The spine's acceptance runs with real weights (MiniLM-L6) and real data, as a user types them.
 
 The demo uses only what ships in the package; the RTE run reads the original GLUE files from
-``../shared/data`` (or ``$PEFTBENCH_SHARED_DATA``) and is skipped where they are absent.
+``../shared/data`` (or ``$PEFTBENCH_SHARED_DATA``) and is skipped where they are absent. Each
+trains a real model for minutes: they run with ``make test-slow`` (and in CI, after ``make test``).
 """
 
 import json
@@ -11,6 +12,8 @@ from pathlib import Path
 import pytest
 
 from tests.cli import peftbench
+
+pytestmark = pytest.mark.slow
 
 SHARED = Path(os.environ.get("PEFTBENCH_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 

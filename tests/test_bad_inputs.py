@@ -12,6 +12,7 @@ import resource
 import subprocess
 import sys
 
+import pytest
 
 from tests.cli import offline_env, peftbench
 
@@ -112,7 +113,24 @@ def _check_one_line(result, mentions, after_start=False):
     return lines[0]
 
 
-def test_every_plan_time_refusal(tmp_path):
+# Cases also run as a real process (interpreter start, exit status, no traceback); the others run
+# ``peftbench.cli.main``, the command's entry point, in this process: the same code from argv to
+# the exit status, without three seconds of imports per case.
+IN_A_REAL_PROCESS = {"unknown model", "wrong type", "malformed row", "sweep with one bad job"}
+
+
+def _in_process(argv: list[str], cwd, capsys, monkeypatch) -> subprocess.CompletedProcess:
+    from peftbench.cli import main
+
+    monkeypatch.chdir(cwd)
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    captured = capsys.readouterr()
+    return subprocess.CompletedProcess(argv, exited.value.code, captured.out, captured.err)
+
+
+def test_every_plan_time_refusal(tmp_path, capsys, monkeypatch):
     """One table, the real command, in a folder whose only contents are the inputs themselves."""
     inputs = tmp_path / "inputs"
     inputs.mkdir()
@@ -126,9 +144,12 @@ def test_every_plan_time_refusal(tmp_path):
     for name, argv, mentions in cases:
         if argv[0] == "run":
             argv = [*argv, f"results_dir={work / 'results'}"] if not any(a.startswith("results_dir=") for a in argv) else argv
-        result = peftbench(*argv, cwd=work)
+        results = [_in_process(argv, work, capsys, monkeypatch)]
+        if name in IN_A_REAL_PROCESS:
+            results.append(peftbench(*argv, cwd=work))
         try:
-            _check_one_line(result, mentions)
+            for result in results:
+                _check_one_line(result, mentions)
         except AssertionError as error:
             failures.append(f"{name}: {error}")
         assert list(work.iterdir()) == [], f"{name}: wrote {list(work.iterdir())}"

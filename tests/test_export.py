@@ -19,15 +19,21 @@ from tests.helpers import batch
 
 
 def _finished_run(tmp_path, model_name, method=("method=lora",)):  # decoders rank GLUE by default: ask for a head
+    """A finished run, planned and executed in this process (the command line's path is tested in
+    test_cli.py; here the export is)."""
+    from peftbench.launch import compose
+    from peftbench.plan import plan
+    from peftbench.run import execute
+
     results = tmp_path / "results"
-    done = peftbench(
-        "run", f"model={model_name}", *method, "task=rte", "data.source=embedded", "trainer.max_steps=4",
+    record = execute(plan(compose([
+        f"model={model_name}", *method, "task=rte", "data.source=embedded", "trainer.max_steps=4",
         "trainer.lr=0.05", "trainer.batch_size=8", "data.max_eval_samples=16", "trainer.progress=false",
-        "task.format=classification", f"results_dir={results}", cwd=tmp_path,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
+        "task.format=classification", f"results_dir={results}",
+    ])))  # fmt: skip
     (run_dir,) = [p for p in results.iterdir() if not p.name.startswith(".")]
-    return run_dir, json.loads((run_dir / "record.json").read_text())
+    assert record == json.loads((run_dir / "record.json").read_text())
+    return run_dir, record
 
 
 PROMPT = ("method=prompt", "method.length=4", "method.init=sampled_vocab")

@@ -48,12 +48,18 @@ def _kill_during_training(argv, results, rng, cwd, phase="train"):
     return process.returncode
 
 
-@pytest.mark.parametrize("killer_seed", [0, 1, 2])
-def test_sigkill_then_rerun_equals_an_uninterrupted_run(tmp_path, killer_seed):
-    reference = tmp_path / "reference"
-    done = peftbench(*RUN, f"results_dir={reference}", cwd=tmp_path)
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    """The run as it ends when nothing stops it (made once: every killer seed compares with it)."""
+    root = tmp_path_factory.mktemp("reference")
+    done = peftbench(*RUN, f"results_dir={root / 'results'}", cwd=root)
     assert done.returncode == 0, done.stderr
-    _, expected_record, expected_weights, expected_history = _outcome(reference)
+    return _outcome(root / "results")
+
+
+@pytest.mark.parametrize("killer_seed", [0, 1, 2])
+def test_sigkill_then_rerun_equals_an_uninterrupted_run(tmp_path, killer_seed, uninterrupted):
+    _, expected_record, expected_weights, expected_history = uninterrupted
 
     results = tmp_path / "killed"
     argv = [*RUN, f"results_dir={results}"]
