@@ -14,6 +14,16 @@ if "HF_HOME" not in os.environ:
     os.environ["HF_HOME"] = tempfile.mkdtemp(prefix="peftbench-hf-")
     atexit.register(shutil.rmtree, os.environ["HF_HOME"], ignore_errors=True)
 os.environ.pop("PEFTBENCH_DATA", None)
+if os.environ.get("PYTEST_XDIST_WORKER"):  # `make test`: two workers on two cores, one thread each
+    os.environ.setdefault("OMP_NUM_THREADS", "1")  # read when torch loads; the runs tests start inherit it
+
+# Files whose tests start many runs as subprocesses go first, so that under two workers (a file
+# per worker) the longest ones do not end up alone at the end.
+FIRST = ("test_resume.py", "test_sweeps.py", "test_warm_start.py", "test_benchmark_runs.py", "test_cli.py")
+
+
+def pytest_collection_modifyitems(items):
+    items.sort(key=lambda item: FIRST.index(item.path.name) if item.path.name in FIRST else len(FIRST))
 
 
 @pytest.fixture(scope="module")
