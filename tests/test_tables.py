@@ -624,3 +624,33 @@ def test_the_results_package_imports_no_ml_stack():
     root = Path(__file__).resolve().parents[1]
     result = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+def test_the_papers_spreads_and_bold_cells_print_as_the_paper_prints_them(tmp_path):
+    """A paper value may carry the ± the paper prints beside it ("92.39 ± 0.22", ".3" kept as
+    printed) and a row may name its bold cells: every format shows both, and the value alone is
+    what Δ is taken against."""
+    text = SPEC_YAML.replace("paper: {rte: 78.7, cola: 63.6, mnli-m: 87.6, avg: 76.6}",
+                             'paper: {rte: "78.7 ± .3", cola: 63.6, mnli-m: "87.6±0.25", avg: 76.6}\n    bold: [cola, avg]')
+    loaded = write_spec(tmp_path / "conf", text)
+    row = loaded.rows[1]
+    assert row.paper["rte"] == 78.7 and row.paper_spread == {"rte": ".3", "mnli-m": "0.25"} and row.bold == ("cola", "avg")
+    table = build_table(loaded, [run("rte", 0.80, method="full", config={"name": "full"})])
+    built = table.rows[1].cells[0]
+    assert built.paper == 78.7 and built.paper_spread == ".3" and built.difference == pytest.approx(1.3)
+    md, latex, html = (render(table, fmt) for fmt in ("md", "latex", "html"))
+    paper_line = next(line for line in md.splitlines() if line.startswith("| Base FT ") and "| paper " in line)
+    assert [cell.strip() for cell in paper_line.split("|")[4:8]] == ["78.7 ± .3", "**63.6**", "87.6 ± 0.25", "**76.6**"]
+    assert r"78.7 $\pm$ .3" in latex and r"\textbf{63.6}" in latex
+    assert "<td>78.7 ± .3</td>" in html and "<td><b>63.6</b></td>" in html
+    rows = list(csv.DictReader(io.StringIO(render(table, "csv"))))
+    cola = next(r for r in rows if r["row"] == "Base FT" and r["column"] == "cola")
+    rte = next(r for r in rows if r["row"] == "Base FT" and r["column"] == "rte")
+    assert (cola["paper_bold"], rte["paper_std"], rte["paper"]) == ("bold", ".3", "78.7")
+
+
+@pytest.mark.parametrize("printed", ['"about 78"', '"78.7 ± "', '"± 0.3"'])
+def test_a_paper_value_that_is_neither_a_number_nor_value_and_spread_is_refused(tmp_path, printed):
+    text = SPEC_YAML.replace("rte: 78.7,", f"rte: {printed},")
+    with pytest.raises(UserError, match=r"rows\[1\]\.paper\.rte: must be a number or 'value ± spread'"):
+        write_spec(tmp_path / "conf", text)

@@ -60,7 +60,11 @@ class _Parts:
         return self.table.spec.decimals if cell.decimals is None else cell.decimals
 
     def paper(self, cell: Cell) -> str | None:
-        return None if cell.paper is None else _fixed(cell.paper, self.decimals(cell))
+        """The paper's value as it prints it (its own ± beside it, where it prints one)."""
+        if cell.paper is None:
+            return None
+        text = _fixed(cell.paper, self.decimals(cell))
+        return text if cell.paper_spread is None else f"{text} ± {cell.paper_spread}"
 
     def ours(self, cell: Cell) -> tuple[str, str | None, int, str | None] | None:
         if cell.value is None:
@@ -109,7 +113,8 @@ def render_md(table: Table) -> str:
     lines = []
     for row in table.rows:
         our_params = None if row.params is None else format_count(row.params)
-        lines.append([row.label, "paper", row.paper_params, *map(parts.paper, row.cells)])
+        papers = [f"**{text}**" if cell.paper_bold and text else text for cell, text in zip(row.cells, map(parts.paper, row.cells))]
+        lines.append([row.label, "paper", row.paper_params, *papers])
         lines.append([row.label, parts.ours_label(), our_params, *(_ours_text(parts.ours(c)) for c in row.cells)])
     body = render_markdown(["Row", "Numbers", "Params", *table.headers], lines)
     notes = [f"- {note}" for note in table.notes]
@@ -118,7 +123,7 @@ def render_md(table: Table) -> str:
 
 CSV_FIELDS = (
     "row", "model", "method", "column", "task", "split", "metric", "ours", "std", "n", "paper",
-    "difference", "caveats", "params", "paper_params",
+    "difference", "caveats", "params", "paper_params", "paper_std", "paper_bold",
 )  # fmt: skip
 
 
@@ -138,7 +143,7 @@ def render_csv(table: Table) -> str:
                     row.label, row.model, row.method, column_id, task, split, metric,
                     _csv_number(cell.value), _csv_number(cell.spread), cell.n, _csv_number(cell.paper),
                     _csv_number(cell.difference), "; ".join(cell.caveats), _csv_number(row.params),
-                    row.paper_params or "",
+                    row.paper_params or "", cell.paper_spread or "", "bold" if cell.paper_bold else "",
                 ]
             )  # fmt: skip
     return buffer.getvalue()
@@ -180,9 +185,11 @@ def render_latex(table: Table) -> str:
     ]
     for index, row in enumerate(table.rows):
         our_params = None if row.params is None else format_count(row.params)
-        paper = [row.label, "paper", row.paper_params, *map(parts.paper, row.cells)]
+        paper = [_latex(text) for text in (row.label, "paper", row.paper_params)]
+        paper += [r"\textbf{" + _latex(text) + "}" if cell.paper_bold and text else _latex(text)
+                  for cell, text in zip(row.cells, map(parts.paper, row.cells))]  # fmt: skip
         ours = ["", parts.ours_label(), our_params, *(_ours_text(parts.ours(c)) for c in row.cells)]
-        lines.append(" & ".join(_latex(cell) for cell in paper) + r" \\")
+        lines.append(" & ".join(paper) + r" \\")
         lines.append(" & ".join(_latex(cell) for cell in ours) + r" \\")
         if index < len(table.rows) - 1:
             lines.append(r"\addlinespace")
@@ -204,10 +211,12 @@ def render_html(table: Table) -> str:
     out += ["<table>", "<thead><tr>" + "".join(f"<th>{e(h)}</th>" for h in ("Row", "Numbers", "Params", *table.headers)) + "</tr></thead>", "<tbody>"]
     for row in table.rows:
         our_params = None if row.params is None else format_count(row.params)
-        paper = [row.paper_params, *map(parts.paper, row.cells)]
+        paper = [e(MISSING if row.paper_params is None else row.paper_params)]
+        paper += [f"<b>{e(text)}</b>" if cell.paper_bold and text else e(MISSING if text is None else text)
+                  for cell, text in zip(row.cells, map(parts.paper, row.cells))]  # fmt: skip
         out.append(
             f'<tr class="paper"><th rowspan="2">{e(row.label)}</th><td>paper</td>'
-            + "".join(f"<td>{e(MISSING if c is None else c)}</td>" for c in paper)
+            + "".join(f"<td>{c}</td>" for c in paper)
             + "</tr>"
         )
         ours = [MISSING if our_params is None else our_params, *(_ours_text(parts.ours(c)) for c in row.cells)]

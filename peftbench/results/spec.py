@@ -24,7 +24,9 @@ arXiv:2106.09685v2)::
         method: lora
         match: {r: 8, targets: [attn.q, attn.v]}   # method_config fields that must be equal
         paper_params: 0.3M
-        paper: {mnli: 87.5, ..., avg: 87.2}   # every column id and the average's; null = none
+        paper: {mnli: 87.5, ..., avg: 87.2}   # every column id and the average's; null = none;
+                                              # "92.39 ± 0.22" keeps the paper's spread as printed
+        bold: [mnli]           # optional: the cells the paper prints in bold
         training: multitask    # optional: this row's setting, where it differs from the table's
     notes: [...]             # footnotes printed under the table
 
@@ -34,6 +36,7 @@ arXiv:2106.09685v2)::
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -104,6 +107,8 @@ class Row:
     paper_params: str | None
     paper: dict[str, float | None]
     training: str  # single | multitask: how the paper trained this row (default: the spec's)
+    paper_spread: dict[str, str]  # the ± the paper prints beside a value, as printed ("0.22", ".3")
+    bold: tuple[str, ...]  # the column ids of the cells the paper prints in bold
 
 
 @dataclass(frozen=True)
@@ -288,12 +293,13 @@ class _SpecReader:
         for i, item in enumerate(value):
             where = f"rows[{i}]"
             item = self.mapping(
-                item, where, ("label", "model", "method", "paper"), ("match", "paper_params", "training")
+                item, where, ("label", "model", "method", "paper"), ("match", "paper_params", "training", "bold")
             )
             label = self.text(item["label"], f"{where}.label")
             if any(other.label == label for other in rows):
                 raise self.fail(f"{where}.label", f"{label!r} is used twice")
             paper_params = item.get("paper_params")
+            paper, spread = self.paper(item["paper"], f"{where}.paper", value_ids)
             rows.append(
                 Row(
                     label=label,
@@ -303,8 +309,10 @@ class _SpecReader:
                     paper_params=None
                     if paper_params is None
                     else self.text(str(paper_params), f"{where}.paper_params"),
-                    paper=self.paper(item["paper"], f"{where}.paper", value_ids),
+                    paper=paper,
                     training=self.choice(item.get("training", training), f"{where}.training", TRAINING_SETTINGS),
+                    paper_spread=spread,
+                    bold=self.bold(item.get("bold") or [], f"{where}.bold", value_ids),
                 )
             )
         return tuple(rows)
@@ -319,7 +327,9 @@ class _SpecReader:
                 raise self.fail(f"{where}.{key}", "must be a scalar or a list of scalars")
         return value
 
-    def paper(self, value, where: str, value_ids: tuple[str, ...]) -> dict[str, float | None]:
+    def paper(self, value, where: str, value_ids: tuple[str, ...]) -> tuple[dict[str, float | None], dict[str, str]]:
+        """The paper's value of every column (None where it prints none) and the spread it prints
+        beside some of them ("92.39 ± 0.22")."""
         if not isinstance(value, dict):
             raise self.fail(where, "must map each column id to the paper's number")
         unknown = sorted(set(value) - set(value_ids), key=str)
@@ -329,7 +339,22 @@ class _SpecReader:
         if missing:
             problem = f"no value for {missing[0]!r}; write null where the paper has none"
             raise self.fail(where, problem)
-        return {
-            key: None if value[key] is None else self.number(value[key], f"{where}.{key}")
-            for key in value_ids
-        }
+        values, spreads = {}, {}
+        for key in value_ids:
+            cell = value[key]
+            if isinstance(cell, str):
+                printed = _WITH_SPREAD.fullmatch(cell)
+                if not printed:
+                    raise self.fail(f"{where}.{key}", f"must be a number or 'value ± spread', not {cell!r}")
+                values[key], spreads[key] = float(printed.group(1)), printed.group(2)
+            else:
+                values[key] = None if cell is None else self.number(cell, f"{where}.{key}")
+        return values, spreads
+
+    def bold(self, value, where: str, value_ids: tuple[str, ...]) -> tuple[str, ...]:
+        if not isinstance(value, list) or any(item not in value_ids for item in value):
+            raise self.fail(where, f"must be a list of column ids among {', '.join(value_ids)}")
+        return tuple(value)
+
+
+_WITH_SPREAD = re.compile(r"\s*(-?\d+(?:\.\d+)?)\s*±\s*(\d*\.?\d+)\s*")

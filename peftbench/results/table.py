@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import statistics
+import dataclasses
 from dataclasses import dataclass
 from typing import Iterable, NamedTuple
 
@@ -37,7 +38,8 @@ class Cell:
     ``difference`` is ours as printed minus the paper's, so that it agrees with the printed
     numbers. ``caveats`` say how the runs behind the value differ from the paper's setting
     (empty when they do not); such a value is marked. ``decimals``: the column's own, or None for
-    the spec's.
+    the spec's. ``paper_spread`` is the ± the paper prints beside its value, as printed;
+    ``paper_bold`` whether it prints the value in bold.
     """
 
     value: float | None
@@ -47,6 +49,8 @@ class Cell:
     difference: float | None
     caveats: tuple[str, ...] = ()
     decimals: int | None = None
+    paper_spread: str | None = None
+    paper_bold: bool = False
 
 
 @dataclass(frozen=True)
@@ -133,6 +137,11 @@ def build_table(spec: TableSpec, records: Iterable[dict], model: str | None = No
             cells.append(_cell(spec, column, scored, row.paper[column.id]))
         if spec.average:
             cells.append(_average_cell(spec, row, cells))
+        ids = [column.id for column in spec.columns] + ([spec.average.id] if spec.average else [])
+        cells = [
+            dataclasses.replace(cell, paper_spread=row.paper_spread.get(column_id), paper_bold=column_id in row.bold)
+            for column_id, cell in zip(ids, cells)
+        ]
         rows.append(
             TableRow(
                 label=row.label,
