@@ -4,6 +4,7 @@ paper and its official scripts that its comments document."""
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -116,11 +117,21 @@ def test_lora_roberta_base_alpha_is_the_papers_8_the_scripts_16():
     assert "script: 16" in _line("lora_table2_roberta_base", "alpha")
 
 
-def test_lora_deberta_r_and_alpha_are_the_papers_with_the_scripts_beside():
+def test_lora_deberta_r_and_alpha_are_the_scripts_matching_table_2s_count_with_the_papers_beside(capsys):
+    """Table 2's DeBERTa-XXL LoRA row prints 4.7M and matches r = 16 (lora_table2.yaml); the preset
+    that fills it runs r = 16 (the scripts'), Table 10's r = 8 written beside."""
+    from peftbench.cli import main
+    from peftbench.config import CONF_DIR
+    from peftbench.results.spec import load_spec
+
     config = _resolved("lora_table2_deberta_xxl", "mnli")
-    assert (config["method"]["r"], config["method"]["alpha"]) == (8, 8)
-    assert "--lora_r 16" in _line("lora_table2_deberta_xxl", "r")
-    assert "--lora_alpha 32" in _line("lora_table2_deberta_xxl", "alpha")
+    assert (config["method"]["r"], config["method"]["alpha"]) == (16, 32)
+    assert "Table 10: r_q = r_v = 8" in _line("lora_table2_deberta_xxl", "r")
+    assert "Table 10: 8" in _line("lora_table2_deberta_xxl", "alpha")
+    (row,) = [row for row in load_spec("lora_table2", CONF_DIR).rows if row.label == "DeBERTa-XXL LoRA"]
+    assert row.match["r"] == config["method"]["r"] and row.paper_params == "4.7M"
+    main(["params", "experiment=lora_table2_deberta_xxl", "task=rte", "--json"])
+    assert round(json.loads(capsys.readouterr().out)["trainable_method"] / 1e6, 1) == 4.7
     for task, paper, script in (("cola", 1e-4, "1.3e-4"), ("rte", 2e-4, "2.6e-4")):
         assert _resolved("lora_table2_deberta_xxl", task)["trainer"]["lr"] == paper
         assert f"lr {script}" in _line("lora_table2_deberta_xxl", task, section="per_task")
