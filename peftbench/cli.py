@@ -58,7 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     table.add_argument("--results", default="results", help="the results folder (default: results)")
     table.add_argument("--format", default="md", choices=("md", "csv", "latex", "html"), help="output format")
     table.add_argument("--out", help="write to this file instead of stdout")
-    table.add_argument("--model", help="show the table's rows for another model (e.g. minilm-l6)")
+    table.add_argument("--model", help="fill the rows of the table's first backbone from runs on another model "
+                       "(e.g. minilm-l6), or another backbone's rows: roberta-large=minilm-l6")
     plot = commands.add_parser("plot", help="a paper's figure from the run records, as PNG or SVG")
     plot.add_argument("kind", choices=PLOTS, help="rank_sweep: LoRA's score against r; frontier: score against parameters; "
                       "fusion: AdapterFusion's attention over its adapters")
@@ -191,7 +192,8 @@ def cmd_table(args) -> None:
     spec = load_spec(args.name, CONF_DIR)
     results = Path(args.results)
     found = records(results) if results.is_dir() else []
-    text = render(build_table(spec, found, model=args.model), args.format)
+    replacing, _, model = args.model.rpartition("=") if args.model else ("", "", None)
+    text = render(build_table(spec, found, model=model, replacing=replacing or None), args.format)
     if args.out:
         from peftbench.atomic import write_text_atomic
 

@@ -276,6 +276,29 @@ def test_model_runs_the_same_rows_on_another_model(spec):
     assert any("minilm-l6" in note for note in table.notes)
 
 
+def test_model_fills_one_backbones_rows_only(tmp_path):
+    """A spec with RoBERTa-base and RoBERTa-large LoRA rows: --model minilm-l6 fills the first
+    backbone's rows, roberta-large=minilm-l6 the other's, never both from one run."""
+    text = SPEC_YAML.replace("""  - label: Base FT
+    model: roberta-base""", """  - label: Large LoRA
+    model: roberta-large
+    method: lora
+    match: {r: 8, targets: [attn.q, attn.v]}
+    paper: {rte: 85.2, cola: 68.2, mnli-m: 90.6, avg: 81.3}
+  - label: Base FT
+    model: roberta-base""")
+    loaded = write_spec(tmp_path / "conf", text)
+    records = [run(value=0.65, model="minilm-l6")]
+    first = build_table(loaded, records, model="minilm-l6")
+    assert cell(first, "Base LoRA", "RTE").value == pytest.approx(65.0) and cell(first, "Large LoRA", "RTE").value is None
+    assert [row.model for row in first.rows] == ["minilm-l6", "roberta-large", "minilm-l6"]
+    assert any("roberta-large rows show the paper's numbers alone" in note for note in first.notes)
+    large = build_table(loaded, records, model="minilm-l6", replacing="roberta-large")
+    assert cell(large, "Large LoRA", "RTE").value == pytest.approx(65.0) and cell(large, "Base LoRA", "RTE").value is None
+    with pytest.raises(UserError, match="no deberta-v2-xxlarge rows; choose one of: roberta-base, roberta-large"):
+        build_table(loaded, records, model="minilm-l6", replacing="deberta-v2-xxlarge")
+
+
 def test_runs_on_sample_data_fill_a_cell_only_marked(spec):
     table = build_table(spec, [run(value=0.60, sample=True)])
     rte = cell(table, "Base LoRA", "RTE")

@@ -15,12 +15,13 @@ is a *caveat*: such runs fill a cell only when it has no others, and then the ce
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import statistics
-import dataclasses
 from dataclasses import dataclass
 from typing import Iterable, NamedTuple
 
+from peftbench.errors import UserError
 from peftbench.results.spec import Column, Row, TableSpec
 
 CAVEAT_MARKS = ("†", "‡", "§", "¶", "‖", "#")
@@ -96,8 +97,16 @@ class _Run(NamedTuple):
     multitask: tuple[str, ...]  # the tasks it trained together; () when it trained one
 
 
-def build_table(spec: TableSpec, records: Iterable[dict], model: str | None = None) -> Table:
-    """Fill ``spec`` from the complete ``records``; ``model`` runs every row on another model."""
+def build_table(spec: TableSpec, records: Iterable[dict], model: str | None = None, replacing: str | None = None) -> Table:
+    """Fill ``spec`` from the complete ``records``. ``model`` fills the rows of one backbone, the
+    model ``replacing`` names (default: the first row's), from runs on ``model`` instead; the
+    rows of the spec's other backbones then show the paper's numbers alone, so that one run never
+    fills two rows that differ only by backbone (RoBERTa-base LoRA and RoBERTa-large LoRA)."""
+    if model:
+        replacing = replacing or spec.rows[0].model
+        if replacing not in {row.model for row in spec.rows}:
+            known = ", ".join(dict.fromkeys(row.model for row in spec.rows))
+            raise UserError(f"--model {replacing}={model}: the table has no {replacing} rows; choose one of: {known}")
     runs_by_key: dict[tuple, list[_Run]] = {}
     for record in (view for record in records for view in per_task(record)):
         if record.get("status") == "complete":
@@ -117,7 +126,7 @@ def build_table(spec: TableSpec, records: Iterable[dict], model: str | None = No
     without_metric: dict[tuple, int] = {}
     rows = []
     for row in spec.rows:
-        row_model = model or row.model
+        row_model = model if model and row.model == replacing else row.model
         row_runs, cells = [], []
         for column in spec.columns:
             runs = [
@@ -162,7 +171,7 @@ def build_table(spec: TableSpec, records: Iterable[dict], model: str | None = No
         model=model,
         headers=headers,
         rows=tuple(rows),
-        notes=_notes(spec, model, rows, without_metric, marks),
+        notes=_notes(spec, model, replacing, rows, without_metric, marks),
         marks=marks,
     )
 
@@ -345,14 +354,18 @@ def median_params(runs: list) -> float | None:
 
 
 def _notes(
-    spec: TableSpec, model: str | None, rows: list[TableRow], without_metric: dict[tuple, int], marks: dict[str, str]
-) -> tuple[str, ...]:
+    spec: TableSpec, model: str | None, replacing: str | None, rows: list[TableRow], without_metric: dict[tuple, int],
+    marks: dict[str, str],
+) -> tuple[str, ...]:  # fmt: skip
     notes = [f"{mark} from {caveat}: not comparable with the paper's number." for caveat, mark in marks.items()]
     if model:
+        others = [m for m in dict.fromkeys(row.model for row in spec.rows) if m != replacing]
         notes.append(
-            f"Our runs use {model} in every row; the paper's numbers are for the model the row "
-            "names, shown for reference."
-        )
+            f"Our runs use {model} in the {replacing} rows; the paper's numbers are for {replacing}, shown "
+            "for reference."
+            + (f" The {', '.join(others)} rows show the paper's numbers alone (--model MODEL={model} fills them instead)."
+               if others else "")
+        )  # fmt: skip
     if spec.average and spec.average.columns:
         notes.append(
             f"Our {spec.average.label} is the mean of our cells over its "
