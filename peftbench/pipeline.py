@@ -5,7 +5,9 @@ where the format has one). ``build_pipeline`` turns the plan's rows into feature
 task's format (after the method's prompt rewrite, for in-context learning), the training batches
 (length-grouped; for several tasks, temperature-sampled one-task batches), the evaluation
 callback (metrics per split, or per ``task/split`` and their ``average`` for a multi-task run) and
-the loss (the format's, plus the method's penalty). The trainer receives these and nothing else.
+the loss (the format's, plus the method's penalty), and the scoring of the held-out labelled
+splits (E2E's test set) once, with the best weights, as the papers report them. The trainer
+receives the first four and nothing else.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ class Pipeline:
     evaluate: Callable  # model -> {split: {metric: value}} (multi-task: "<task>/<split>" and "average")
     select: tuple[str, str]  # the (split, metric) the best evaluation is chosen by
     loss: Callable  # (model, batch) -> loss
+    test: Callable  # model -> the same for the held-out labelled splits (E2E's test), scored once at the end
 
 
 def trainer_settings(config: dict, **changes) -> SimpleNamespace:
@@ -78,20 +81,27 @@ def build_pipeline(p, fmt, tokenizer) -> Pipeline:
     elif train:
         loader = train_loader(train[0], fmt, trainer.batch_size, seed, trainer.group_by_length)
 
-    def evaluate(model) -> dict:
+    def scores(model, splits_of: Callable) -> dict:
         metrics = {}
         for part, f, feats in zip(p.parts, formats, features):
             method.select_task(part.task.name)
-            for split in part.task.eval_splits:
+            for split in splits_of(part):
                 with method.evaluating(model):
                     predictions = f.predict(model, feats[split], trainer.eval_batch_size)
                 metrics[f"{part.task.name}/{split}" if p.multitask else split] = part.task.score(
                     predictions, part.data.splits[split]
                 )
+        return metrics
+
+    def evaluate(model) -> dict:
+        metrics = scores(model, lambda part: part.task.eval_splits)
         if p.multitask:
             mains = [metrics[f"{part.task.name}/{part.task.main_split}"][part.task.main_metric] for part in p.parts]
             metrics[AVERAGE] = {"score": sum(mains) / len(mains)}
         return metrics
+
+    def test(model) -> dict:
+        return scores(model, held_out)
 
     def task_loss(model, batch: dict):
         if not p.multitask:
@@ -106,4 +116,11 @@ def build_pipeline(p, fmt, tokenizer) -> Pipeline:
 
     first = p.parts[0].task
     select = (AVERAGE, "score") if p.multitask else (first.main_split, first.main_metric)
-    return Pipeline(formats, features, loader, evaluate, select, loss)
+    return Pipeline(formats, features, loader, evaluate, select, loss, test)
+
+
+def held_out(part) -> list[str]:
+    """The task's held-out splits that this run's data holds with labels (E2E's test references;
+    GLUE's test labels are the server's, so its test splits are not among them)."""
+    splits = part.data.splits
+    return [split for split in part.task.test_splits if splits.get(split) and splits[split][0]["label"] is not None]

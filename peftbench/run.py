@@ -8,9 +8,9 @@ reads top to bottom as a recipe:
 - ``train``: a method that searches its parameters first (LT-SFT) does so; the method goes on the
   model (warm-started from a finished run where asked); the trainer fits it, checkpointing for
   resume, or evaluates once for a method that trains nothing;
-- ``finish``: the best weights saved, the method's reports and the test split's submission
-  written, the record marked complete with metrics, cost and environment; training checkpoints
-  pruned to the best one.
+- ``finish``: the best weights saved and scored once on the held-out labelled splits (E2E's
+  test set), the method's reports and the unlabelled test split's submission written, the record
+  marked complete with metrics, cost and environment; training checkpoints pruned to the best one.
 
 A failure anywhere marks the record failed with its reason (and keeps the last good checkpoint),
 so the same command resumes it. The record's layout is ``results/record.py``'s.
@@ -135,6 +135,7 @@ def finish(run: Session, result) -> None:
     p, model = run.plan, run.model
     save_weights({**result.best_state, **p.method.saved_buffers(model)}, run.folder / WEIGHTS)
     model.load_state_dict(result.best_state, strict=False)
+    result.best = {**result.best, **_test(run, result.best_step or 0)}  # a copy: best may be last itself
     for name, data in p.method.reports(model, run.pipeline.evaluate).items():
         write_json_atomic(run.folder / name, data)
     submission = None if p.multitask else _submit(run)
@@ -144,6 +145,19 @@ def finish(run: Session, result) -> None:
     write_json_atomic(run.folder / RECORD, run.record)
     Checkpoints(run.folder / "checkpoints" / "train").prune(best=result.best_step, keep=0)
     shutil.rmtree(run.folder / "checkpoints" / "search", ignore_errors=True)  # its outcome, the mask, is in the weights
+
+
+def _test(run: Session, best_step: int) -> dict:
+    """The held-out labelled splits (E2E's test) scored once with the best weights (loaded, those
+    of step ``best_step``), as the papers report them; also a history line of phase ``test``."""
+    import torch
+
+    run.model.eval()
+    with torch.no_grad():
+        tested = run.pipeline.test(run.model)
+    if tested:
+        append_evaluation(run.folder / HISTORY, {"phase": "test", "step": best_step, "metrics": tested})
+    return tested
 
 
 def _history(run: Session, phase: str):

@@ -26,14 +26,14 @@ example, a MultiRC line one paragraph with its questions):
 
 E2E slices are the header and the first lines of the release's csv files, byte for byte:
 ``--e2e-train-rows`` (MR, reference) pairs of trainset.csv and every reference of the first
-``--e2e-dev-mrs`` MRs of devset.csv.
+``--e2e-dev-mrs`` MRs of devset.csv and of the first ``--e2e-test-mrs`` MRs of testset_w_refs.csv.
 
 Usage: python scripts/make_embedded_slices.py [--glue DIR] [--out DIR] [--rows 64]
                                               [--sst2-train-rows 4000] [--seed 0]
                                               [--superglue DIR] [--superglue-out DIR]
                                               [--superglue-rows 48] [--multirc-train-paragraphs 3]
                                               [--multirc-val-paragraphs 2] [--e2e DIR] [--e2e-out DIR]
-                                              [--e2e-train-rows 400] [--e2e-dev-mrs 25]
+                                              [--e2e-train-rows 400] [--e2e-dev-mrs 25] [--e2e-test-mrs 10]
                                               [--only glue|superglue|e2e]
 """
 
@@ -112,10 +112,10 @@ def make_superglue_slices(superglue: Path, out: Path, rows: int, multirc_train: 
     write_slice(out / "BoolQ" / "val.jsonl", b"", *first_lines(superglue / "BoolQ" / "val.jsonl", rows, rows))
 
 
-def make_e2e_slices(e2e: Path, out: Path, train_rows: int, dev_mrs: int) -> None:
+def make_e2e_slices(e2e: Path, out: Path, train_rows: int, dev_mrs: int, test_mrs: int) -> None:
     import csv
 
-    for file_name, wanted in (("trainset.csv", None), ("devset.csv", dev_mrs)):
+    for file_name, wanted in (("trainset.csv", None), ("devset.csv", dev_mrs), ("testset_w_refs.csv", test_mrs)):
         lines = (e2e / file_name).read_bytes().splitlines(keepends=True)
         header, body = lines[0], lines[1:]
         if wanted is None:
@@ -150,6 +150,7 @@ def main() -> None:
                         help="where to write the E2E slices (default: peftbench/tasks/data/e2e)")
     parser.add_argument("--e2e-train-rows", type=int, default=400, help="E2E train pairs")
     parser.add_argument("--e2e-dev-mrs", type=int, default=25, help="E2E dev MRs, each with all its references")
+    parser.add_argument("--e2e-test-mrs", type=int, default=10, help="E2E test MRs, each with all its references")
     parser.add_argument("--only", choices=("glue", "superglue", "e2e"), help="build one benchmark's slices (default: all)")
     args = parser.parse_args()
     if args.only in (None, "glue"):
@@ -158,7 +159,7 @@ def main() -> None:
         make_superglue_slices(args.superglue, args.superglue_out, args.superglue_rows,
                               args.multirc_train_paragraphs, args.multirc_val_paragraphs)
     if args.only in (None, "e2e"):
-        make_e2e_slices(args.e2e, args.e2e_out, args.e2e_train_rows, args.e2e_dev_mrs)
+        make_e2e_slices(args.e2e, args.e2e_out, args.e2e_train_rows, args.e2e_dev_mrs, args.e2e_test_mrs)
 
 
 if __name__ == "__main__":

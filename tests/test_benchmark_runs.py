@@ -1,6 +1,8 @@
 """Every SuperGLUE and RAFT task runs end to end on a tiny model of each family, in that family's
 format, and leaves a complete record with the task's metric names."""
 
+import json
+
 import pytest
 
 from peftbench.launch import compose
@@ -70,6 +72,13 @@ def test_e2e_runs_and_scores_the_five_metrics(tmp_path, model):
                   "data.max_eval_samples=20")  # fmt: skip
     assert record["status"] == "complete" and record["format"] == "generation"
     assert tuple(record["metrics"]["best"]["validation"]) == ("bleu", "nist", "meteor", "rouge_l", "cider")
+    # E2E's test set, as the LoRA and prefix-tuning tables report it: scored once, with the best
+    # weights, after training; validation alone chose them (the last evaluation has no test)
+    assert tuple(record["metrics"]["best"]["test"]) == ("bleu", "nist", "meteor", "rouge_l", "cider")
+    assert "test" not in record["metrics"]["last"] and record["data"]["rows"]["test"] == 30
+    history = [json.loads(line) for line in (tmp_path / record["run_id"] / "history.jsonl").read_text().splitlines()]
+    assert [entry["phase"] for entry in history][-1] == "test" and all("test" not in e["metrics"] for e in history[:-1])
+    assert history[-1]["metrics"]["test"] == record["metrics"]["best"]["test"]
 
 
 def test_raft_run_writes_the_leaderboard_submission(tmp_path):

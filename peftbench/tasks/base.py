@@ -85,6 +85,9 @@ class Task:
     # submit(folder, rows, predictions) -> file: the unlabelled test split's predictions in the
     # benchmark's submission format (RAFT's leaderboard CSV); every run with test rows writes it
     submit: Callable | None = None
+    # Held-out splits with labels, scored once after training with the best weights (never used to
+    # choose them): E2E's test set, which the LoRA and prefix-tuning tables report.
+    test_splits: tuple[str, ...] = ()
 
     @property
     def num_labels(self) -> int:

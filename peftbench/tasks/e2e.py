@@ -111,5 +111,6 @@ TASKS = {
         metric_names=("bleu", "nist", "meteor", "rouge_l", "cider"),
         kind="generation",
         prompt=prompt,
+        test_splits=("test",),
     )
 }
