@@ -23,7 +23,13 @@ SEEDS = REPO.parent / "shared" / "seeds"  # the project's lecture decks, beside 
 
 SPECS = list_tables(CONF)
 EXPECTED = {
+    "adapterfusion_table1",
+    "bitfit_table1_dev",
+    "bitfit_table1_test",
+    "bitfit_table2",
+    "bitfit_table3",
     "houlsby_table1",
+    "houlsby_table2",
     "hyperformer",
     "lora_rank_study",
     "lora_table2",
@@ -46,6 +52,7 @@ PAPER_ONLY_MODELS = {
     "pet-submission",
     "setfit-submission",
     "prior-work",  # prefix-tuning's quoted SOTA row
+    "automl-tfhub",  # Houlsby Table 2's no-BERT baseline (Neural AutoML over TF-Hub embeddings)
 }
 PAPER_ONLY_METHODS = {
     "pet_ft",  # P-tuning's PET-FT baseline
@@ -53,13 +60,29 @@ PAPER_ONLY_METHODS = {
     "pet",
     "setfit",
     "sota",
+    "automl",  # Houlsby Table 2's no-BERT baseline
+    "diff_prune",  # BitFit's Diff-Prune rows: a learned L0 mask, which `sparse` does not learn
+    "rand_uniform",  # BitFit Table 3's random parameter subsets
+    "rand_rowcol",
 }
-PAPER_ONLY_TASKS = {"wikisql", "webnlg", "dart"}
+PAPER_ONLY_TASKS = {
+    "wikisql", "webnlg", "dart",
+    # Houlsby et al. Table 2's 17 text-classification tasks
+    "newsgroups20", "crowdflower_airline", "crowdflower_corporate_messaging", "crowdflower_disasters",
+    "crowdflower_economic_news_relevance", "crowdflower_emotion", "crowdflower_global_warming",
+    "crowdflower_political_audience", "crowdflower_political_bias", "crowdflower_political_message",
+    "crowdflower_primary_emotions", "crowdflower_progressive_opinion", "crowdflower_progressive_stance",
+    "crowdflower_us_economic_performance", "customer_complaint_database", "news_aggregator", "sms_spam",
+    # AdapterFusion Table 1's tasks beyond GLUE and SuperGLUE
+    "winogrande", "imdb", "hellaswag", "social_iqa", "cosmos_qa", "scitail", "argument", "commonsense_qa", "sick",
+}  # fmt: skip
 # A match field that names no config field, so that the row matches no run, on purpose: the
 # pre-existing Adpt-D rows (robust AdapterDrop, which no method config expresses; see the spec).
 UNMATCHABLE = {
     ("lora_table2", "RoBERTa-base Adpt-D 0.3M"): {"adapter_drop"},
     ("lora_table2", "RoBERTa-base Adpt-D 0.9M"): {"adapter_drop"},
+    # fusion over multi-task adapters: no config expresses stage one trained on all tasks at once
+    ("adapterfusion_table1", "F. w/ MT-A"): {"adapter_training"},
 }
 
 
@@ -134,6 +157,8 @@ TOLERANCE = {
     "lora_table2": 0.1,  # LoRA Table 2 prints every number to 0.1
     "hyperformer": 0.01,  # Hyperformer prints every number to 0.01
     "tfew_raft": 0.1,  # T-Few Table 11 and Table 2 print to 0.1
+    "houlsby_table2": 0.1,  # Houlsby Table 2 prints its averages to 0.1
+    "adapterfusion_table1": 0.01,  # AdapterFusion Table 1 prints every number to 0.01
 }
 
 
