@@ -31,11 +31,14 @@ EXPECTED = {
     "houlsby_table1",
     "houlsby_table2",
     "hyperformer",
+    "hyperformer_ablation",
     "lora_rank_study",
     "lora_table2",
     "lora_table3",
+    "lora_table4_gpt3",
     "prefix_table1_acl",
     "prefix_table1_arxiv",
+    "prompt_tuning_domain_transfer",
     "ptuning_encoders",
     "ptuning_superglue",
     "tfew_raft",
@@ -53,6 +56,7 @@ PAPER_ONLY_MODELS = {
     "setfit-submission",
     "prior-work",  # prefix-tuning's quoted SOTA row
     "automl-tfhub",  # Houlsby Table 2's no-BERT baseline (Neural AutoML over TF-Hub embeddings)
+    "t5-xxl-lm-adapt",  # prompt tuning's T5 1.1 XXL, LM-adapted
 }
 PAPER_ONLY_METHODS = {
     "pet_ft",  # P-tuning's PET-FT baseline
@@ -75,6 +79,10 @@ PAPER_ONLY_TASKS = {
     "crowdflower_us_economic_performance", "customer_complaint_database", "news_aggregator", "sms_spam",
     # AdapterFusion Table 1's tasks beyond GLUE and SuperGLUE
     "winogrande", "imdb", "hellaswag", "social_iqa", "cosmos_qa", "scitail", "argument", "commonsense_qa", "sick",
+    "samsum",  # LoRA's GPT-3 table
+    "glue",  # Hyperformer's ablation: the GLUE average over 8 tasks, one number a run
+    # prompt tuning's domain transfer: SQuAD to the MRQA out-of-domain sets
+    "squad", "textbookqa", "bioasq", "race", "relation_extraction", "duorc", "drop",
 }  # fmt: skip
 # A match field that names no config field, so that the row matches no run, on purpose: the
 # pre-existing Adpt-D rows (robust AdapterDrop, which no method config expresses; see the spec).
@@ -83,6 +91,15 @@ UNMATCHABLE = {
     ("lora_table2", "RoBERTa-base Adpt-D 0.9M"): {"adapter_drop"},
     # fusion over multi-task adapters: no config expresses stage one trained on all tasks at once
     ("adapterfusion_table1", "F. w/ MT-A"): {"adapter_training"},
+    # the LoRA paper's PreEmbed and PreLayer put tokens before and after the input (infix): neither
+    # prompt nor prefix here has infix tokens
+    ("lora_table4_gpt3", "GPT-3 PreEmbed"): {"infix_length"},
+    ("lora_table4_gpt3", "GPT-3 PreLayer"): {"infix_length"},
+    # Hyperformer's ablations: components no hyperformer config switches off
+    ("hyperformer_ablation", "– Adapter blocks"): {"adapter_blocks"},
+    ("hyperformer_ablation", "– Conditional layer norm"): {"conditional_layer_norm"},
+    ("hyperformer_ablation", "– Task projector"): {"task_projector"},
+    ("hyperformer_ablation", "– Conditional layer norm, T5 Layer norm"): {"conditional_layer_norm"},
 }
 
 
