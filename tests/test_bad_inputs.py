@@ -89,7 +89,7 @@ def _plan_cases(tmp):
         ("sample limit below 1", ["run", *TINY, "data.max_train_samples=0"], "≥ 1"),
         ("frozen bf16 without bf16", ["run", *TINY, "trainer.precision=fp32", "trainer.frozen_bf16=true"], "frozen_bf16"),
         ("in-context learning on an encoder", ["run", *TINY, "method=icl"], "not defined for encoder"),
-        ("in-context learning without label words", ["run", *TINY, "model=tiny-gpt2", "task=stsb", "method=icl"],
+        ("in-context learning on a head", ["run", *TINY, "model=tiny-gpt2", "task.format=classification", "method=icl"],
          "method icl needs"),
         ("negative shots", ["run", *TINY, "model=tiny-gpt2", "method=icl", "method.shots=-1"], "method.shots"),
         ("multi-task without its tasks", ["run", *TINY, "model=tiny-t5", "task=multi"], "task=[rte,mrpc,sst2]"),

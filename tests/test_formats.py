@@ -35,7 +35,8 @@ OPTIONS = {"max_length": 64, "unlikelihood_loss": False, "length_normalized_loss
     [
         (SST2, "encoder", "classification"),
         (SST2, "decoder", "rank_classification"),  # GLUE has label words (GPT-3 style prompts)
-        (get_task("stsb"), "decoder", "classification"),  # a regression has none: a head, on any family
+        (get_task("stsb"), "encoder", "classification"),  # a regression: a one-output head on an encoder
+        (get_task("stsb"), "encoder_decoder", "rank_classification"),  # read as text, as T5 does
         (VERBALISED, "encoder", "classification"),
         (VERBALISED, "decoder", "rank_classification"),
         (VERBALISED, "encoder_decoder", "rank_classification"),
@@ -55,7 +56,8 @@ def test_the_format_follows_the_family(task, family, expected):
         (CHOICES, "encoder", "classification", "multiple choice"),
         (SST2, "encoder", "multiple_choice", "no choices"),
         (VERBALISED, "encoder", "rank_classification", "needs a language model"),
-        (get_task("stsb"), "decoder", "rank_classification", "no prompt and label words"),
+        (dataclasses.replace(get_task("stsb"), verbalizers=(), prompt=None), "decoder", "rank_classification",
+         "no prompt and label words"),
     ],
 )
 def test_impossible_formats_are_refused(task, family, override, message):
@@ -101,6 +103,27 @@ def test_rank_scores_are_length_normalised_likelihoods(name):
                         for word in VERBALISED.verbalizers]  # fmt: skip
             torch.testing.assert_close(scores, torch.tensor(expected), atol=1e-5, rtol=0)
         assert fmt.predict(model, features, batch_size=2) == beta.argmax(-1).tolist()
+
+
+@pytest.mark.parametrize("name", ["tiny-gpt2", "tiny-t5"])
+def test_stsb_read_as_text_trains_on_the_nearest_value_and_predicts_the_ranked_value(name):
+    """STS-B as T5 reads it: the target is the score rounded to 0.2 ("3.8"), one of 26 words; the
+    prediction is the value of the word ranked first, scored by Pearson/Spearman as a regression."""
+    stsb = get_task("stsb")
+    assert stsb.verbalizers[:3] == ("0.0", "0.2", "0.4") and stsb.verbalizers[-1] == "5.0" and len(stsb.verbalizers) == 26
+    model, tokenizer, model_cfg = _language_model(name)
+    fmt = _format(stsb, tokenizer, model_cfg.family)
+    rows = [{"text": "A man plays a guitar.", "text_pair": "A man plays music.", "label": 3.8299999},
+            {"text": "A cat sleeps.", "text_pair": "Stocks fell today.", "label": 0.1},
+            {"text": "Two dogs run.", "text_pair": "Two dogs are running.", "label": 4.9}]  # fmt: skip
+    features = fmt.encode(rows)
+    assert [stsb.verbalizers[f["labels"]] for f in features] == ["3.8", "0.0", "5.0"]
+    with torch.no_grad():
+        batch = fmt.collate(features)
+        ranked = fmt.scores(*fmt.token_logprobs(model, batch), batch["sizes"]).argmax(-1).tolist()
+        predicted = fmt.predict(model, features, batch_size=2)
+    assert predicted == [index / 5 for index in ranked]
+    assert set(stsb.score(predicted, rows)) == {"pearson", "spearman"}
 
 
 def test_rank_choices_per_row_and_losses():

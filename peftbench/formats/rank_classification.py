@@ -7,7 +7,8 @@ log-likelihood
 
     β(x, y) = (1/T) Σ_t log p(y_t | x, y_<t),
 
-and the prediction is arg max_n β(x, y⁽ⁿ⁾). Training minimises the language-modelling loss of the
+and the prediction is arg max_n β(x, y⁽ⁿ⁾) (for a regression read as text, STS-B, the value of the
+word ranked first; its training target is the word of the value nearest the label). Training minimises the language-modelling loss of the
 right candidate, L_LM = −β(x, y⁽gold⁾), and, as options (``task.unlikelihood_loss``,
 ``task.length_normalized_loss``), T-Few's
 
@@ -64,9 +65,17 @@ class RankClassificationFormat(Format):
             prompt = self.tokenizer(self.task.prompt(row))["input_ids"][-max(budget, 1) :]
             feature = {"prompt": prompt, "candidates": candidates}
             if row["label"] is not None:
-                feature["labels"] = int(row["label"])
+                feature["labels"] = self._label_index(row["label"])
             features.append(feature)
         return features
+
+    def _label_index(self, label) -> int:
+        """The candidate a label is: its class index, or for a regression read as text the word of
+        the nearest value (T5's STS-B target: the score rounded to 0.2)."""
+        values = self.task.verbalized_values
+        if not values:
+            return int(label)
+        return min(range(len(values)), key=lambda i: abs(values[i] - float(label)))
 
     def _candidate_ids(self, text: str) -> list[int]:
         if self.seq2seq:
@@ -140,8 +149,11 @@ class RankClassificationFormat(Format):
         return loss
 
     def predict_batch(self, model, batch: dict) -> list:
+        """The best-ranked candidate of each row (for a regression read as text, its value)."""
         logprobs, mask = self.token_logprobs(model, batch)
-        return self.scores(logprobs, mask, batch["sizes"]).argmax(dim=-1).tolist()
+        ranked = self.scores(logprobs, mask, batch["sizes"]).argmax(dim=-1).tolist()
+        values = self.task.verbalized_values
+        return [values[index] for index in ranked] if values else ranked
 
 
 def _gather(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

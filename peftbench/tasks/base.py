@@ -88,6 +88,9 @@ class Task:
     # Held-out splits with labels, scored once after training with the best weights (never used to
     # choose them): E2E's test set, which the LoRA and prefix-tuning tables report.
     test_splits: tuple[str, ...] = ()
+    # A regression read as text: the value each label word stands for (STS-B's "0.0" … "5.0" in
+    # steps of 0.2, as T5 writes its targets); a row's label is ranked as the nearest one.
+    verbalized_values: tuple[float, ...] = ()
 
     @property
     def num_labels(self) -> int:

@@ -257,11 +257,15 @@ def _hub_rows(hub_id: str, spec: GlueSpec, dataset) -> list[dict]:
 # --- prompts for rank classification --------------------------------------------------------------
 # GPT-3's (Brown et al. 2020, Appendix G) and PET's question-answer patterns, as the SuperGLUE
 # prompts: the row, a question, "Answer:", and each label's word (in label order) scored after it.
-# STS-B is a regression and has none (it runs with a head).
+# STS-B, a regression, is read as text as T5 reads it (Raffel et al. 2020, Appendix B; Hyperformer
+# trains it so among the eight GLUE tasks): its score rounded to the nearest 0.2 and written "3.8",
+# so its label words are the 26 values 0.0 … 5.0; the ranked word's value is the prediction.
 
+STSB_VALUES = tuple(step / 5 for step in range(26))
 VERBALIZERS: dict[str, tuple[str, ...]] = {
     "cola": ("No", "Yes"), "sst2": ("negative", "positive"), "mrpc": ("No", "Yes"), "qqp": ("No", "Yes"),
     "mnli": ("True", "Neither", "False"), "qnli": ("Yes", "No"), "rte": ("True", "False"), "wnli": ("False", "True"),
+    "stsb": tuple(f"{value:.1f}" for value in STSB_VALUES),
 }
 PROMPTS: dict[str, Callable[[dict], str]] = {
     "cola": lambda row: f"{row['text']}\nQuestion: Is this sentence grammatical?\nAnswer:",
@@ -273,6 +277,10 @@ PROMPTS: dict[str, Callable[[dict], str]] = {
     "qqp": lambda row: (
         f"Question 1: {row['text']}\nQuestion 2: {row['text_pair']}\n"
         "Question: Do both questions ask the same thing?\nAnswer:"
+    ),
+    "stsb": lambda row: (
+        f"Sentence 1: {row['text']}\nSentence 2: {row['text_pair']}\n"
+        "Question: How similar are the two sentences, from 0.0 to 5.0?\nAnswer:"
     ),
     "mnli": lambda row: f"{row['text']}\nQuestion: {row['text_pair']} True, False or Neither?\nAnswer:",
     "qnli": lambda row: (
@@ -310,6 +318,7 @@ def _task(name: str, spec: GlueSpec) -> Task:
         metric_names=metric_names,
         verbalizers=VERBALIZERS.get(name, ()),
         prompt=PROMPTS.get(name),
+        verbalized_values=STSB_VALUES if name == "stsb" else (),
     )
 
 
