@@ -60,6 +60,17 @@ def build_parser() -> argparse.ArgumentParser:
     table.add_argument("--out", help="write to this file instead of stdout")
     table.add_argument("--model", help="fill the rows of the table's first backbone from runs on another model "
                        "(e.g. minilm-l6), or another backbone's rows: roberta-large=minilm-l6")
+    reproduce = commands.add_parser(
+        "reproduce", help="launch every run a paper's table needs (or --dry-run: list them), skipping what is complete",
+        description="peftbench reproduce TABLE [--dry-run] [--rows PATTERN …] [--columns PATTERN …] [--model [ROWS_MODEL=]M] "
+                    "[overrides for every run, e.g. hydra/launcher=joblib trainer.max_steps=100]",
+    )  # fmt: skip
+    reproduce.add_argument("name", help="a table spec in conf/table/ (peftbench list tables)")
+    reproduce.add_argument("overrides", nargs="*", help="Hydra overrides added to every run")
+    reproduce.add_argument("--dry-run", action="store_true", help="print every run and what it costs; write nothing")
+    reproduce.add_argument("--rows", action="append", help="only rows whose label matches (shell pattern; repeat)")
+    reproduce.add_argument("--columns", action="append", help="only columns whose id matches (shell pattern; repeat)")
+    reproduce.add_argument("--model", help="run the first backbone's rows on M, or another backbone's: roberta-large=M")
     plot = commands.add_parser("plot", help="a paper's figure from the run records, as PNG or SVG")
     plot.add_argument("kind", choices=PLOTS, help="rank_sweep: LoRA's score against r; frontier: score against parameters; "
                       "fusion: AdapterFusion's attention over its adapters")
@@ -84,13 +95,18 @@ def main(argv: list[str] | None = None) -> None:
 
             launch(argv[1:])
             return
-        args = build_parser().parse_args(argv)
+        parser = build_parser()
+        args, extra = parser.parse_known_args(argv)
+        if extra and args.command == "reproduce" and not any(item.startswith("-") for item in extra):
+            args.overrides += extra  # overrides after an option: reproduce TABLE --dry-run trainer.max_steps=1
+        elif extra:
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
         if args.command is None:
             build_parser().print_help()
             return
         commands = {
             "list": cmd_list, "table": cmd_table, "params": cmd_params, "export": cmd_export, "score": cmd_score,
-            "doctor": cmd_doctor, "plot": cmd_plot,
+            "doctor": cmd_doctor, "plot": cmd_plot, "reproduce": cmd_reproduce,
         }  # fmt: skip
         commands[args.command](args)
     except UserError as error:
@@ -200,6 +216,14 @@ def cmd_table(args) -> None:
         write_text_atomic(Path(args.out), text)
     else:
         print(text, end="" if text.endswith("\n") else "\n")
+
+
+def cmd_reproduce(args) -> None:
+    from peftbench.reproduce import reproduce
+
+    status = reproduce(args.name, args.rows, args.columns, args.model, args.overrides, dry_run=args.dry_run)
+    if status:
+        sys.exit(status)
 
 
 def cmd_plot(args) -> None:

@@ -139,6 +139,23 @@ def test_spec_loads_and_is_complete(name):
         )
 
 
+@pytest.mark.parametrize("name", [n for n in SPECS if any(row.preset for row in spec(n).rows)])
+def test_a_rows_preset_makes_runs_that_fill_the_row(name):
+    """A row's preset (peftbench reproduce runs it) composes, on the row's model where there is a
+    config for it, to the row's method with a config its match accepts."""
+    from peftbench.config import available
+    from peftbench.launch import compose
+    from peftbench.results.table import matches
+
+    for row in (row for row in spec(name).rows if row.preset):
+        assert row.preset in available("experiment"), row.label
+        model = [f"model={row.model}"] if row.model in available("model") else []
+        tasks = [column.task for column in spec(name).columns if column.task in available("task")]
+        config = compose([f"experiment={row.preset}", *model, f"task={tasks[0]}"])
+        method = config.method
+        assert method.name == row.method and matches(dict(method), row.match), (row.label, dict(method))
+
+
 @pytest.mark.parametrize("name", SPECS)
 def test_rows_name_real_models_methods_tasks_and_config_fields(name):
     loaded = spec(name)

@@ -27,6 +27,7 @@ arXiv:2106.09685v2)::
         paper: {mnli: 87.5, ..., avg: 87.2}   # every column id and the average's; null = none;
                                               # "92.39 ± 0.22" keeps the paper's spread as printed
         bold: [mnli]           # optional: the cells the paper prints in bold
+        preset: lora_table2_roberta_base   # optional: the experiment config whose runs fill the row
         training: multitask    # optional: this row's setting, where it differs from the table's
     notes: [...]             # footnotes printed under the table
 
@@ -109,6 +110,7 @@ class Row:
     training: str  # single | multitask: how the paper trained this row (default: the spec's)
     paper_spread: dict[str, str]  # the ± the paper prints beside a value, as printed ("0.22", ".3")
     bold: tuple[str, ...]  # the column ids of the cells the paper prints in bold
+    preset: str | None  # the experiment config (conf/experiment) that reproduces the row, if any
 
 
 @dataclass(frozen=True)
@@ -293,7 +295,8 @@ class _SpecReader:
         for i, item in enumerate(value):
             where = f"rows[{i}]"
             item = self.mapping(
-                item, where, ("label", "model", "method", "paper"), ("match", "paper_params", "training", "bold")
+                item, where, ("label", "model", "method", "paper"),
+                ("match", "paper_params", "training", "bold", "preset"),
             )
             label = self.text(item["label"], f"{where}.label")
             if any(other.label == label for other in rows):
@@ -313,6 +316,7 @@ class _SpecReader:
                     training=self.choice(item.get("training", training), f"{where}.training", TRAINING_SETTINGS),
                     paper_spread=spread,
                     bold=self.bold(item.get("bold") or [], f"{where}.bold", value_ids),
+                    preset=self.text(item["preset"], f"{where}.preset") if "preset" in item else None,
                 )
             )
         return tuple(rows)

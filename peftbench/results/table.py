@@ -132,7 +132,7 @@ def build_table(spec: TableSpec, records: Iterable[dict], model: str | None = No
             runs = [
                 run._replace(caveats=run.caveats + _training_caveats(row.training, run.multitask))
                 for run in runs_by_key.get((row_model, row.method, column.task), ())
-                if _matches(run.method_config, row.match)
+                if matches(run.method_config, row.match)
             ]
             row_runs += runs
             scored = []
@@ -245,7 +245,7 @@ def _marks(rows: list[TableRow]) -> dict[str, str]:
     return caveat_marks(c for row in rows for cell in row.cells for c in cell.caveats)
 
 
-def _matches(method_config: dict, match: dict) -> bool:
+def matches(method_config: dict, match: dict) -> bool:
     """``method_config`` has every field of ``match`` with an equal value; lists in any order."""
     for field, wanted in match.items():
         if field not in method_config:
