@@ -127,11 +127,14 @@ def _select(names: list[str], patterns, what: str, table: str) -> set[str]:
 
 def _unreachable(row, model: str, column) -> str | None:
     """Why no run can fill the cell of ``row`` and ``column`` (None when one can)."""
-    from peftbench.config import available, method_preset
+    from peftbench.config import available, method_preset, model_config
     from peftbench.tasks import get_task
 
     if model not in available("model"):
         return f"no model config {model} (its rows show the paper's numbers; --model M runs them on another model)"
+    config = model_config(model)
+    if not (config.hub_id or config.package or config.path or config.random_init):
+        return f"{model}'s weights were never published (its config counts parameters); --model M runs the row on another model"
     if row.method not in available("method"):
         return f"no method {row.method} in peftbench"
     missing = sorted(set(row.match) - set(method_preset(row.method)))

@@ -100,7 +100,10 @@ def test_hub_load_failure_offline_names_the_hub_id_and_the_fix():
     [  # total sizes as the model cards / papers state them
         ("bert-base", 110e6), ("bert-large", 340e6), ("roberta-base", 125e6), ("roberta-large", 355e6),
         ("deberta-v2-xxlarge", 1.5e9), ("gpt2-medium", 355e6), ("gpt2-large", 774e6),
-        ("t5-small", 60e6), ("t5-base", 220e6), ("mpnet-base", 110e6),
+        ("t5-small", 60e6), ("t5-base", 220e6), ("mpnet-base", 110e6), ("gpt2", 124e6),
+        ("xlm-roberta-base", 270e6), ("xlm-roberta-large", 550e6),  # Conneau et al. 2020, Table 7
+        ("mbert", 179e6),  # the model card's count (Google's README says "110M", BERT-base's)
+        ("t5-base-lm-adapt", 220e6),
     ],
 )  # fmt: skip
 def test_paper_backbones_build_from_their_declared_architecture(name, published):
@@ -110,3 +113,45 @@ def test_paper_backbones_build_from_their_declared_architecture(name, published)
     total = sum(p.numel() for p in model.parameters())
     # 5%: the cards round down ("1.5B" for DeBERTa-v2-XXL, which counts 1,566,913,538 with its head)
     assert abs(total - published) / published < 0.05, f"{name}: {total:,}"
+
+
+@pytest.mark.parametrize(
+    "name, d_model, d_ff, layers",
+    [("t0-3b", 2048, 5120, 24), ("t0-11b", 4096, 10240, 24), ("t5-xxl-lm-adapt", 4096, 10240, 24)],
+)
+def test_t5_v1_1_backbones_count_as_the_architecture_says(name, d_model, d_ff, layers):
+    """T0 and the LM-adapted T5 1.1 are T5 1.1 (gated GELU: two input matrices; no biases): the
+    count from their declared architecture is the count by hand. The released checkpoints also have
+    an output layer of their own (32128 × d: 2.85B for XL, the "3B"; 11.14B for XXL, the "11B");
+    transformers 5.23 ties it to the embedding for every T5 (T5Config sets tie_word_embeddings = True
+    and reads the YAML's `false` as T5 1.1's unscaled decoder output), so it builds one fewer."""
+    import torch
+    from transformers import AutoModelForSeq2SeqLM
+
+    from peftbench.models.load import architecture_config
+
+    attention = 4 * d_model * d_model
+    feed_forward = 3 * d_model * d_ff
+    encoder = layers * (attention + feed_forward + 2 * d_model)
+    decoder = layers * (2 * attention + feed_forward + 3 * d_model)
+    vocabulary = 32128 * d_model
+    heads = d_model // 64
+    by_hand = encoder + decoder + vocabulary + 2 * 32 * heads + 2 * d_model
+    config = architecture_config(model_config(name))
+    with torch.device("meta"):
+        model = AutoModelForSeq2SeqLM.from_config(config)
+    assert sum(p.numel() for p in model.parameters()) == by_hand and not config.scale_decoder_outputs
+    assert by_hand + vocabulary == {"t0-3b": 2_849_757_184}.get(name, 11_135_332_352)
+
+
+def test_gpt3_counts_only_and_a_run_refuses_it(tmp_path):
+    """GPT-3 175B is declared for counting (its weights were never published): 96 layers of
+    d = 12288 give 174.6B (Brown et al. 2020 print 175.0B); a run refuses it before anything loads."""
+    from peftbench.models.load import check_weights, skeleton_for_classification
+
+    config = model_config("gpt3-175b")
+    total = sum(p.numel() for p in skeleton_for_classification(config).transformer.parameters())
+    d = 12288
+    assert total == 96 * (12 * d * d + 13 * d) + 50257 * d + 2048 * d + 2 * d == 174_604_259_328
+    with pytest.raises(UserError, match="has no weights anywhere"):
+        check_weights(config)

@@ -122,3 +122,34 @@ def test_full_fine_tuning_roberta(name, backbone, head, paper):
     # The paper's figure is the nominal model size (125M / 355M, with the pooler); ours excludes
     # the pooler that the classification model lacks: within 1% of it.
     assert abs(counts["trainable_method"] - paper) / paper < 0.01
+
+
+# --- GPT-3 175B (LoRA paper Table 4): d = 12288, 96 layers; conf/model/gpt3-175b.yaml ---------------
+
+
+@pytest.mark.parametrize(
+    "node, expected, paper",
+    [
+        # LoRA r_q = r_v = 1 (Appendix D.4's 4.7M setting): 96 · 2 · (12288 + 12288) · 1
+        ({"name": "lora", "r": 1, "targets": ["attn.q", "attn.v"]}, 4_718_592, "4.7M"),
+        ({"name": "lora", "r": 8, "targets": ["attn.q", "attn.v"]}, 37_748_736, "37.7M"),
+        # Adapter^H with bottleneck 1 and 8, layer norms frozen (Table 15's sizes):
+        # 96 · 2 · (2 · 12288 · m + 12288 + m)
+        ({"name": "houlsby", "bottleneck": 1, "reduction_factor": None, "train_layer_norms": False}, 7_078_080, "7.1M"),
+        ({"name": "houlsby", "bottleneck": 8, "reduction_factor": None, "train_layer_norms": False}, 40_109_568, "40.1M"),
+    ],
+)
+def test_gpt3_counts_are_the_lora_papers_table_4(node, expected, paper):
+    counts, _ = _counts("gpt3-175b", node)
+    assert counts["trainable_method"] == expected
+    assert f"{expected / 1e6:.1f}M" == paper
+
+
+def test_gpt3_bitfit_is_not_the_lora_papers_14_2m():
+    """Every bias of GPT-3 is 11d per layer (q, k, v 3d; o d; FFN in 4d, out d; two LN biases 2d)
+    and the final LN's d: 12.99M. LoRA's Table 4 prints 14.2M, which is 12d per layer (14,155,776):
+    the paper does not say what else it counted, and no bias set of the architecture gives it."""
+    counts, _ = _counts("gpt3-175b", BITFIT)
+    d = 12288
+    assert counts["trainable_method"] == 96 * 11 * d + d == 12_988_416
+    assert round(96 * 12 * d / 1e6, 1) == 14.2 and round(counts["trainable_method"] / 1e6, 1) != 14.2

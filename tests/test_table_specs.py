@@ -47,16 +47,12 @@ EXPECTED = {
 # Models and methods that rows name although this project cannot run them: the rows carry the
 # paper's numbers (and fill with --model X where the method exists).
 PAPER_ONLY_MODELS = {
-    "gpt2",  # GPT-2 small (117M), P-tuning's GPT2-base
-    "gpt3-175b",
-    "t0-11b",
     "unstated",  # the P-tuning encoder ablation names no model
     "human",
     "pet-submission",
     "setfit-submission",
     "prior-work",  # prefix-tuning's quoted SOTA row
     "automl-tfhub",  # Houlsby Table 2's no-BERT baseline (Neural AutoML over TF-Hub embeddings)
-    "t5-xxl-lm-adapt",  # prompt tuning's T5 1.1 XXL, LM-adapted
 }
 PAPER_ONLY_METHODS = {
     "pet_ft",  # P-tuning's PET-FT baseline

@@ -71,6 +71,7 @@ _T5_ATTENTION = {"q": "q", "k": "k", "v": "v", "o": "o"}
 ANATOMIES: dict[str, Anatomy] = {
     "bert": Anatomy("encoder", (Stack("encoder.layer", _BERT_LIKE),), "embeddings"),
     "roberta": Anatomy("encoder", (Stack("encoder.layer", _BERT_LIKE),), "embeddings"),
+    "xlm-roberta": Anatomy("encoder", (Stack("encoder.layer", _BERT_LIKE),), "embeddings"),
     "mpnet": Anatomy(
         "encoder",
         (

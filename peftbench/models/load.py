@@ -138,6 +138,11 @@ def check_weights(model_cfg) -> None:
 
     A GGUF folder is not converted here (planning stays cheap): only the gguf package is checked.
     """
+    if not (model_cfg.random_init or model_cfg.path or model_cfg.package or model_cfg.hub_id):
+        raise UserError(
+            f"model '{model_cfg.name}' has no weights anywhere (its config declares the architecture for "
+            "counting: peftbench params); pass model.path=DIR with its weights, or pick another model"
+        )
     folder = _local_folder(model_cfg)
     if folder is None or model_cfg.random_init:
         return
