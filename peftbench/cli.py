@@ -203,13 +203,13 @@ def cmd_table(args) -> None:
     from peftbench.doctor import records
     from peftbench.results.spec import load_spec
     from peftbench.results.render import render
-    from peftbench.results.table import build_table
+    from peftbench.results.table import build_table, substitution
 
     spec = load_spec(args.name, CONF_DIR)
     results = Path(args.results)
     found = records(results) if results.is_dir() else []
-    replacing, _, model = args.model.rpartition("=") if args.model else ("", "", None)
-    text = render(build_table(spec, found, model=model, replacing=replacing or None), args.format)
+    replacing, model = substitution(spec, args.model)
+    text = render(build_table(spec, found, model=model, replacing=replacing), args.format)
     if args.out:
         from peftbench.atomic import write_text_atomic
 

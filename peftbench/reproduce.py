@@ -58,15 +58,12 @@ def work_out(name: str, rows=None, columns=None, model: str | None = None, overr
     """The runs that fill table ``name``, each planned (nothing is written)."""
     from peftbench.config import CONF_DIR
     from peftbench.results.spec import load_spec
+    from peftbench.results.table import substitution
 
     spec = load_spec(name, CONF_DIR)
     chosen_rows = _select([row.label for row in spec.rows], rows, "row", name)
     chosen_columns = _select([column.id for column in spec.columns], columns, "column", name)
-    replacing, _, substitute = (model or "").rpartition("=")
-    replacing = replacing or spec.rows[0].model
-    if substitute and replacing not in {row.model for row in spec.rows}:
-        known = ", ".join(dict.fromkeys(row.model for row in spec.rows))
-        raise UserError(f"--model {replacing}={substitute}: table {name} has no {replacing} rows; choose one of: {known}")
+    replacing, substitute = substitution(spec, model)
     sweeps: dict[tuple, Sweep] = {}
     unreachable = []
     for row in (row for row in spec.rows if row.label in chosen_rows):

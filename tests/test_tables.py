@@ -295,7 +295,7 @@ def test_model_fills_one_backbones_rows_only(tmp_path):
     assert any("roberta-large rows show the paper's numbers alone" in note for note in first.notes)
     large = build_table(loaded, records, model="minilm-l6", replacing="roberta-large")
     assert cell(large, "Large LoRA", "RTE").value == pytest.approx(65.0) and cell(large, "Base LoRA", "RTE").value is None
-    with pytest.raises(UserError, match="no deberta-v2-xxlarge rows; choose one of: roberta-base, roberta-large"):
+    with pytest.raises(UserError, match="has no deberta-v2-xxlarge rows; choose one of: roberta-base, roberta-large"):
         build_table(loaded, records, model="minilm-l6", replacing="deberta-v2-xxlarge")
 
 

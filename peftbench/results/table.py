@@ -97,16 +97,26 @@ class _Run(NamedTuple):
     multitask: tuple[str, ...]  # the tasks it trained together; () when it trained one
 
 
+def substitution(spec: TableSpec, model: str | None) -> tuple[str | None, str | None]:
+    """``--model`` as (the backbone whose rows it fills, the model that fills them): ``M`` stands in
+    for the first row's backbone, ``ROWS_MODEL=M`` for another one; (None, None) without it."""
+    if not model:
+        return None, None
+    replacing, _, substitute = model.rpartition("=")
+    replacing = replacing or spec.rows[0].model
+    if replacing not in {row.model for row in spec.rows}:
+        known = ", ".join(dict.fromkeys(row.model for row in spec.rows))
+        raise UserError(f"--model {replacing}={substitute}: table {spec.name} has no {replacing} rows; choose one of: {known}")
+    return replacing, substitute
+
+
 def build_table(spec: TableSpec, records: Iterable[dict], model: str | None = None, replacing: str | None = None) -> Table:
     """Fill ``spec`` from the complete ``records``. ``model`` fills the rows of one backbone, the
     model ``replacing`` names (default: the first row's), from runs on ``model`` instead; the
     rows of the spec's other backbones then show the paper's numbers alone, so that one run never
     fills two rows that differ only by backbone (RoBERTa-base LoRA and RoBERTa-large LoRA)."""
     if model:
-        replacing = replacing or spec.rows[0].model
-        if replacing not in {row.model for row in spec.rows}:
-            known = ", ".join(dict.fromkeys(row.model for row in spec.rows))
-            raise UserError(f"--model {replacing}={model}: the table has no {replacing} rows; choose one of: {known}")
+        replacing, model = substitution(spec, f"{replacing or spec.rows[0].model}={model}")
     runs_by_key: dict[tuple, list[_Run]] = {}
     for record in (view for record in records for view in per_task(record)):
         if record.get("status") == "complete":
