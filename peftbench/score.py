@@ -78,7 +78,7 @@ def _label_rows(task, references: Path) -> list[dict]:
 def _validation_rows(task, data_dir: str | None) -> list[dict]:
     from peftbench.tasks.sources import load_task
 
-    rows = load_task(task, "auto", data_dir).splits.get(task.main_split)
+    rows = load_task(task, "auto", data_dir, splits=(task.main_split,)).splits.get(task.main_split)
     if not rows or rows[0]["label"] is None:
         raise UserError(f"task {task.name} has no labelled {task.main_split} rows there; pass --references FILE")
     return rows

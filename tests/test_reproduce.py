@@ -3,7 +3,6 @@ table shows the cells they fill. Tiny models stand in for the papers' backbones 
 
 from __future__ import annotations
 
-import json
 
 import pytest
 

@@ -39,6 +39,29 @@ def test_against_the_tasks_own_validation_rows(capsys, tmp_path):
     assert scores == {"accuracy": round((len(rows) - 1) / len(rows), 4)}
 
 
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@pytest.mark.parametrize("task, folder, validation", [("boolq", "superglue/BoolQ", "val.jsonl"),
+                                                     ("qnli", "glue/QNLI", "dev.tsv")])  # fmt: skip
+def test_a_data_folder_needs_only_the_file_it_scores(capsys, tmp_path, task, folder, validation):
+    """Scoring reads the validation file alone: a folder without the train file (BoolQ's and QNLI's
+    are not staged in ../shared/data) scores, through the real command line's entry point."""
+    source = SHARED / folder / validation
+    if not source.is_file():
+        pytest.skip(f"{source} is not here")
+    copy = tmp_path / folder
+    copy.mkdir(parents=True)
+    (copy / validation).write_bytes(source.read_bytes())
+    from peftbench.tasks import get_task
+
+    rows = get_task(task).load("dir", str(tmp_path), ("validation",)).splits["validation"]
+    assert set(get_task(task).load("dir", str(tmp_path), ("validation",)).splits) == {"validation"}
+    (tmp_path / "p.txt").write_text("".join(f"{row['label']}\n" for row in rows[:-2]) + "".join(f"{1 - row['label']}\n" for row in rows[-2:]))
+    scores = _score(capsys, task, "--predictions", str(tmp_path / "p.txt"), "--data-dir", str(tmp_path))
+    assert scores == {"accuracy": round((len(rows) - 2) / len(rows), 4)}
+
+
 @pytest.mark.parametrize(
     "predictions, references, message",
     [

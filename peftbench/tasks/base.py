@@ -75,7 +75,7 @@ class Task:
     eval_splits: tuple[str, ...]  # e.g. ("validation",) or MNLI's matched + mismatched
     main_metric: str
     score: Callable[[Sequence, Sequence[dict]], dict[str, float]]
-    load: Callable[..., TaskData]  # load(source: str, data_dir: str | None) -> TaskData
+    load: Callable[..., TaskData]  # load(source: str, data_dir: str | None, splits=None) -> TaskData
     has_embedded: bool = False
     metric_names: tuple[str, ...] = field(default=())
     kind: str = "classification"  # classification | multiple_choice | generation

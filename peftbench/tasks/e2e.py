@@ -23,7 +23,7 @@ from pathlib import Path
 
 from peftbench.errors import UserError
 from peftbench.tasks.base import Task
-from peftbench.tasks.sources import FIX, DataSource
+from peftbench.tasks.sources import FIX, DataSource, wanted
 
 HUB_DATASET = "tuetschek/e2e_nlg"
 EMBEDDED = Path(__file__).parent / "data" / "e2e"
@@ -46,9 +46,9 @@ def prompt(row: dict) -> str:
     return f"{linearise(row['text'])} ||"
 
 
-def _read_folder(folder: Path) -> dict[str, list[dict]]:
+def _read_folder(folder: Path, wanted_splits=None) -> dict[str, list[dict]]:
     splits = {}
-    for split, name in FILES:
+    for split, name in (item for item in FILES if wanted(item[0], wanted_splits)):
         path = folder / name
         if path.is_file():
             splits[split] = _read_csv(path)

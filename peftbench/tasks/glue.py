@@ -32,7 +32,7 @@ from typing import Callable
 from peftbench.errors import UserError
 from peftbench.tasks.base import Task, score_labels
 from peftbench.tasks.metrics import glue_scorer
-from peftbench.tasks.sources import FIX, DataSource
+from peftbench.tasks.sources import FIX, DataSource, wanted
 
 HUB_DATASET = "nyu-mll/glue"
 EMBEDDED_ROOT = Path(__file__).parent / "data" / "glue"
@@ -126,12 +126,13 @@ def _has_labels(split: str) -> bool:
     return not split.startswith("test")
 
 
-def _read_task_folder(spec: GlueSpec, folder: Path) -> dict[str, list[dict]]:
-    """Every split whose file is in ``folder``: train and eval files are required, test is not."""
+def _read_task_folder(spec: GlueSpec, folder: Path, wanted_splits=None) -> dict[str, list[dict]]:
+    """Every split whose file is in ``folder`` (of ``wanted_splits``, all when None): train and
+    eval files are required, test is not."""
     msr_train, dev_ids = folder / "msr_paraphrase_train.txt", folder / "dev_ids.tsv"
     rebuild_train = spec.train_from_msr and msr_train.is_file() and dev_ids.is_file()
     splits = {}
-    for split, file_name in spec.files:
+    for split, file_name in (item for item in spec.files if wanted(item[0], wanted_splits)):
         path = folder / file_name
         if split == "train" and rebuild_train:
             path, rows = msr_train, _rebuild_mrpc_train(spec, msr_train, dev_ids)

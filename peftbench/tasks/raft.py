@@ -73,7 +73,7 @@ from peftbench.errors import UserError
 from peftbench.tasks.base import Task, score_labels
 from peftbench.tasks.metrics import macro_f1
 from peftbench.tasks.raft_submission import write_submission
-from peftbench.tasks.sources import FIX, DataSource
+from peftbench.tasks.sources import FIX, DataSource, wanted
 
 HUB_DATASET = "ought/raft"
 EMBEDDED_ROOT = Path(__file__).parent / "data" / "raft"
@@ -199,8 +199,9 @@ def _find_file(folder: Path, name: str) -> Path | None:
     return None
 
 
-def _read_task_folder(spec: RaftSpec, folder: Path) -> dict[str, list[dict]]:
-    """``train`` (required) and ``test`` (when ``test_unlabeled.csv`` is there) of one task folder."""
+def _read_task_folder(spec: RaftSpec, folder: Path, wanted_splits=None) -> dict[str, list[dict]]:
+    """``train`` (required: validation is a fold of it) and ``test`` (when ``test_unlabeled.csv`` is
+    there and wanted) of one task folder."""
     task_json = folder / "task.json"
     if task_json.is_file():
         labels, columns, name = read_task_json(task_json)
@@ -217,7 +218,7 @@ def _read_task_folder(spec: RaftSpec, folder: Path) -> dict[str, list[dict]]:
             f"{FIX} to a complete RAFT copy"
         )
     splits = {"train": _read_csv(spec, train, labelled=True)}
-    test = _find_file(folder, TEST_FILE)
+    test = _find_file(folder, TEST_FILE) if wanted("test", wanted_splits) else None
     if test is not None:
         splits["test"] = _read_csv(spec, test, labelled=False)
     for split, rows in splits.items():

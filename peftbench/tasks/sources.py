@@ -35,12 +35,19 @@ def data_dir(given: str | os.PathLike | None = None) -> str | None:
     return str(given) if given else os.environ.get(ENV) or None
 
 
-def load_task(task, source: str = "auto", directory: str | os.PathLike | None = None) -> TaskData:
-    """``task``'s rows from ``source``; ``auto`` picks the data folder, the embedded slice or the hub."""
+def load_task(task, source: str = "auto", directory: str | os.PathLike | None = None, splits=None) -> TaskData:
+    """``task``'s rows from ``source``; ``auto`` picks the data folder, the embedded slice or the hub.
+    ``splits`` names the only splits wanted (``peftbench score`` needs the validation file alone);
+    a folder then needs only their files. None: every split the folder holds."""
     directory = data_dir(directory)
     if source == "auto":
         source = "dir" if directory else ("embedded" if task.has_embedded else "hub")
-    return task.load(source, directory)
+    return task.load(source, directory, splits)
+
+
+def wanted(split: str, splits) -> bool:
+    """Whether a reader asked for ``splits`` (None: all of them) reads ``split``."""
+    return splits is None or split in splits
 
 
 @dataclass(frozen=True)
@@ -53,7 +60,7 @@ class DataSource:
     files: tuple[str, ...]  # file names a task folder holds: any one marks ``DIR`` as the folder itself
     hub_id: str
     hub_config: str | None
-    read_folder: Callable[[Path], Splits]  # the task folder's files as rows per split
+    read_folder: Callable[[Path, object], Splits]  # the task folder's files (of the splits wanted) as rows
     read_hub: Callable[[object], Splits]  # ``load_dataset``'s DatasetDict as rows per split
     embedded: Path | None = None  # the shipped slice's folder; None where the task ships none
     embedded_sample: bool = True  # False where the shipped files are the whole official split
@@ -71,11 +78,11 @@ class DataSource:
         """The task's folder under a data root, as messages spell it (``glue/RTE``)."""
         return f"{self.benchmark}/{self.folder}" if self.folder else self.benchmark
 
-    def load(self, source: str, directory: str | os.PathLike | None = None) -> TaskData:
+    def load(self, source: str, directory: str | os.PathLike | None = None, splits=None) -> TaskData:
         """The splits from ``source`` ("dir", "hub" or "embedded"); ``directory`` defaults to
-        ``$PEFTBENCH_DATA``."""
+        ``$PEFTBENCH_DATA``; ``splits``, when given, the only ones a folder must hold."""
         if source == "dir":
-            return self._from_folder(self.task_folder(directory), "dir", sample=False)
+            return self._from_folder(self.task_folder(directory), "dir", sample=False, splits=splits)
         if source == "hub":
             return TaskData(splits=self.read_hub(self._hub_dataset()), source="hub", location=self.hub_location)
         if source == "embedded":
@@ -84,7 +91,7 @@ class DataSource:
                     f"{self.what} ships no embedded slice; {FIX} to the folder holding {self.home}, "
                     "or pass data.source=hub"
                 )
-            return self._from_folder(self.embedded, "embedded", sample=self.embedded_sample)
+            return self._from_folder(self.embedded, "embedded", sample=self.embedded_sample, splits=splits)
         raise UserError(f"unknown data source {source!r} for {self.what}; use dir, hub or embedded")
 
     def task_folder(self, directory: str | os.PathLike | None) -> Path:
@@ -105,10 +112,11 @@ class DataSource:
             f"{FIX} to the folder holding {self.home}{self.hint}"
         )
 
-    def _from_folder(self, folder: Path, source: str, sample: bool) -> TaskData:
+    def _from_folder(self, folder: Path, source: str, sample: bool, splits) -> TaskData:
         layout = self.subset(folder) if self.subset else None
         location = f"{folder} ({layout[1]})" if layout else str(folder)
-        return TaskData(self.read_folder(folder), source, location, sample=sample, subset=layout[0] if layout else None)
+        rows = self.read_folder(folder, splits)
+        return TaskData(rows, source, location, sample=sample, subset=layout[0] if layout else None)
 
     def _hub_dataset(self):
         """``datasets.load_dataset`` of the task; one line when the hub cannot give it."""

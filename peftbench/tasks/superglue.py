@@ -69,7 +69,7 @@ from typing import Callable, Sequence
 
 from peftbench.errors import UserError
 from peftbench.tasks.base import Task, score_labels
-from peftbench.tasks.sources import FIX, DataSource
+from peftbench.tasks.sources import FIX, DataSource, wanted
 from peftbench.tasks.superglue_jsonl import read_jsonl
 from peftbench.tasks.superglue_metrics import multirc, record, superglue_scorer
 from peftbench.tasks.superglue_prompts import COPA_QUESTIONS, PROMPTS
@@ -217,8 +217,9 @@ def _is_fewglue(folder: Path) -> bool:
     return (folder / "dev32.jsonl").is_file() and not (folder / "val.jsonl").is_file()
 
 
-def _read_task_folder(name: str, spec: SuperGlueSpec, folder: Path) -> dict[str, list[dict]]:
-    """Every split whose file is in ``folder``, in the SuperGLUE or the FewGLUE_32dev layout."""
+def _read_task_folder(name: str, spec: SuperGlueSpec, folder: Path, wanted_splits=None) -> dict[str, list[dict]]:
+    """Every split whose file is in ``folder`` (of ``wanted_splits``, all when None), in the
+    SuperGLUE or the FewGLUE_32dev layout."""
     if _is_fewglue(folder):
         files = (("train", "train.jsonl", True), ("validation", "dev32.jsonl", True), ("test", "test.jsonl", False))
     else:
@@ -229,7 +230,7 @@ def _read_task_folder(name: str, spec: SuperGlueSpec, folder: Path) -> dict[str,
             ("test", "test.jsonl", False),
         )
     splits = {}
-    for split, file_name, required in files:
+    for split, file_name, required in (item for item in files if wanted(item[0], wanted_splits)):
         path = folder / file_name
         if not path.is_file():
             if required:
