@@ -47,11 +47,13 @@ def planner():
     return _planner
 
 
-def launch(argv: list[str]) -> None:
+def launch(argv: list[str], planned=None) -> None:
+    """Run or sweep ``argv``; ``planned`` is a Planner that holds plans made already (peftbench
+    reproduce's), else this command starts a fresh one: nothing planned or read before is reused."""
     import hydra
 
     global _planner
-    _planner = None  # a fresh one per command: nothing planned or read before it is reused
+    _planner = planned
     register_configs()
     wait = WAIT_FLAG in argv
     argv = expand_lists([a for a in argv if a != WAIT_FLAG])

@@ -48,6 +48,7 @@ class Reproduction:
     table: str
     sweeps: list[Sweep]
     unreachable: list[tuple[str, str, str]]  # (row, column, why no run can fill it)
+    planner: object = None  # the plans made (peftbench.plan.Planner): launching takes them, not plans again
 
     @property
     def jobs(self) -> list[Job]:
@@ -99,7 +100,7 @@ def reproduce(name: str, rows=None, columns=None, model: str | None = None, over
         if all(job.state == "complete" for job in sweep.jobs):
             continue
         try:
-            launch(["-m", *sweep.overrides, *overrides])
+            launch(["-m", *sweep.overrides, *overrides], reproduction.planner)
         except SystemExit as done:
             failed += bool(done.code)
         except UserError as error:
@@ -191,7 +192,7 @@ def _plan(reproduction: Reproduction, overrides: list[str]) -> None:
     from peftbench.plan import Planner
     from peftbench.results.record import is_complete
 
-    planner = Planner()
+    planner = reproduction.planner = Planner()
     for sweep in reproduction.sweeps:
         for job, config in _runs(sweep, overrides):
             entry = Job(job)

@@ -71,6 +71,21 @@ def test_a_seed_copy_plans_the_run_a_fresh_composition_plans(tmp_path):
     assert ids == {plan(compose(job.overrides)).run_id for job in sweep.jobs} and len(ids) == 5
 
 
+def test_launching_takes_the_plans_the_reproduction_made(tmp_path, monkeypatch, capsys):
+    """reproduce plans every run to list it; launching them executes those plans, not new ones."""
+    from peftbench import plan as planning
+
+    planned = []
+    make_plan = planning.Planner._plan
+    monkeypatch.setattr(planning.Planner, "_plan", lambda self, cfg, config: planned.append(config["seed"]) or make_plan(self, cfg, config))
+    monkeypatch.chdir(tmp_path)
+    code, _, err = _command(capsys, "reproduce", "lora_table2", "--rows", "RoBERTa-base LoRA", "--columns", "rte",
+                            "--model", "tiny-roberta", f"results_dir={tmp_path / 'results'}", *QUICK[1:], "seed=0,1")  # fmt: skip
+    assert code == 0, err[-2000:]
+    assert sorted(planned) == [0, 1]  # each of the two runs planned once
+    assert len([p for p in (tmp_path / "results").iterdir() if not p.name.startswith(".")]) == 2
+
+
 def test_bad_names_are_one_line(capsys):
     code, _, err = _command(capsys, "reproduce", "lora_table2", "--dry-run", "--rows", "nope*")
     assert code == 2 and err.startswith("error: --rows 'nope*' names no row of table lora_table2")
@@ -80,31 +95,20 @@ def test_bad_names_are_one_line(capsys):
     assert code == 2 and "has no gpt2 rows" in err
 
 
-def _reachable(spec, row) -> list[str]:
-    """The columns of ``row`` a tiny model can fill offline: a task with shipped rows, a split a run scores."""
-    ids = []
-    for column in spec.columns:
-        if column.task in available("task") and get_task(column.task).has_embedded:
-            task = get_task(column.task)
-            if column.split in (*task.eval_splits, *task.test_splits) and row.method in available("method"):
-                ids.append(column.id)
-    return ids
-
-
 def _a_row_to_fill(name):
-    from peftbench.config import method_preset
-    from peftbench.models.load import model_type
-    from peftbench.models.anatomy import anatomy_of
+    """The first row a tiny model of its backbone's family can stand in for, with the columns it
+    can fill offline: cells reproduce can reach whose task ships rows."""
     from peftbench.config import model_config
+    from peftbench.models.anatomy import anatomy_of
+    from peftbench.models.load import model_type
+    from peftbench.reproduce import _unreachable
 
     spec = load_spec(name, CONF_DIR)
-    for row in spec.rows:
-        if row.method not in available("method") or set(row.match) - set(method_preset(row.method)):
-            continue
-        columns = _reachable(spec, row)
-        family = anatomy_of(model_type(model_config(row.model))).family if row.model in available("model") else None
-        if columns and family:
-            return spec, row, columns, TINY[family]
+    for row in (row for row in spec.rows if row.model in available("model")):
+        tiny = TINY[anatomy_of(model_type(model_config(row.model))).family]
+        columns = [c.id for c in spec.columns if not _unreachable(row, tiny, c) and get_task(c.task).has_embedded]
+        if columns:
+            return spec, row, columns, tiny
     return spec, None, [], None
 
 
