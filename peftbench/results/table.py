@@ -103,11 +103,16 @@ def substitution(spec: TableSpec, model: str | None) -> tuple[str | None, str | 
     if not model:
         return None, None
     replacing, _, substitute = model.rpartition("=")
+    return _backbone(spec, replacing or None, substitute), substitute
+
+
+def _backbone(spec: TableSpec, replacing: str | None, model: str) -> str:
+    """The backbone whose rows ``model`` fills: ``replacing``, or the first row's; it must have rows."""
     replacing = replacing or spec.rows[0].model
     if replacing not in {row.model for row in spec.rows}:
         known = ", ".join(dict.fromkeys(row.model for row in spec.rows))
-        raise UserError(f"--model {replacing}={substitute}: table {spec.name} has no {replacing} rows; choose one of: {known}")
-    return replacing, substitute
+        raise UserError(f"--model {replacing}={model}: table {spec.name} has no {replacing} rows; choose one of: {known}")
+    return replacing
 
 
 def build_table(spec: TableSpec, records: Iterable[dict], model: str | None = None, replacing: str | None = None) -> Table:
@@ -116,7 +121,7 @@ def build_table(spec: TableSpec, records: Iterable[dict], model: str | None = No
     rows of the spec's other backbones then show the paper's numbers alone, so that one run never
     fills two rows that differ only by backbone (RoBERTa-base LoRA and RoBERTa-large LoRA)."""
     if model:
-        replacing, model = substitution(spec, f"{replacing or spec.rows[0].model}={model}")
+        replacing = _backbone(spec, replacing, model)
     runs_by_key: dict[tuple, list[_Run]] = {}
     for record in (view for record in records for view in per_task(record)):
         if record.get("status") == "complete":
