@@ -32,11 +32,10 @@ from typing import Callable, Iterator
 from peftbench.atomic import write_json_atomic
 from peftbench.integrity import safetensors_problem
 from peftbench.results.lock import LOCK_FILE, lock_holder
-from peftbench.results.record import CorruptRecord, RECORD_FILE, iter_records, read_record, warn_to_stderr
+from peftbench.results.record import CorruptRecord, RECORD_FILE, WEIGHTS_FILE, iter_records, read_record, warn_to_stderr
 from peftbench.train.checkpoint import Checkpoints
 
 TRASH = ".trash"
-WEIGHTS = "method.safetensors"
 
 
 @dataclass
@@ -101,8 +100,8 @@ def _examine_run(root: Path, run_dir: Path, deep: bool) -> list[Finding]:
                                 lambda: _mark_interrupted(run_dir, record)))  # fmt: skip
     elif record["status"] == "failed":
         findings.append(Finding("failed", run_dir / RECORD_FILE, record.get("error") or "no reason recorded"))
-    elif (run_dir / WEIGHTS).exists() and safetensors_problem(run_dir / WEIGHTS):
-        findings.append(Finding("damaged weights", run_dir / WEIGHTS, safetensors_problem(run_dir / WEIGHTS)))
+    elif (run_dir / WEIGHTS_FILE).exists() and safetensors_problem(run_dir / WEIGHTS_FILE):
+        findings.append(Finding("damaged weights", run_dir / WEIGHTS_FILE, safetensors_problem(run_dir / WEIGHTS_FILE)))
     return findings
 
 

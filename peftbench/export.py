@@ -36,7 +36,7 @@ def export_peft(run_dir: Path, out: Path) -> Path:
     from peftbench.models.load import model_type
     from peftbench.pipeline import build_model
     from peftbench.plan import method_from_config
-    from peftbench.results.record import read_record
+    from peftbench.results.record import WEIGHTS_FILE, read_record
     from peftbench.tasks import get_task
     from peftbench.train.weights import load_weights
 
@@ -58,7 +58,7 @@ def export_peft(run_dir: Path, out: Path) -> Path:
     base, tokenizer, _ = build_model(model_cfg, task, record["seed"], "classification", record["config"]["task"])
     model = copy.deepcopy(base)
     head = attach(method, model, anatomy_of(model_type(model_cfg)), tokenizer)
-    load_weights(model, Path(run_dir) / "method.safetensors")
+    load_weights(model, Path(run_dir) / WEIGHTS_FILE)
 
     config, state = method.to_peft(model)
     config.modules_to_save = sorted({name.split(".")[0] for name in head})

@@ -26,9 +26,10 @@ from pathlib import Path
 from peftbench.errors import UserError
 from peftbench.plan import Plan
 from peftbench.results import record as records
+from peftbench.results.record import RECORD_FILE, WEIGHTS_FILE
 from peftbench.results.history import append_evaluation
 
-RECORD, CONFIG, HISTORY, WEIGHTS = "record.json", "config.yaml", "history.jsonl", "method.safetensors"
+CONFIG, HISTORY = "config.yaml", "history.jsonl"
 
 
 @dataclass
@@ -58,7 +59,7 @@ def execute(p: Plan) -> dict:
         reason = str(error) if isinstance(error, UserError) else f"{type(error).__name__}: {error}"
         records.failed(run.record, reason)
         try:
-            write_json_atomic(run.folder / RECORD, run.record)
+            write_json_atomic(run.folder / RECORD_FILE, run.record)
         except (OSError, UserError):  # e.g. the disk is still full: the "running" record stays whole
             pass
         raise
@@ -86,7 +87,7 @@ def setup(p: Plan) -> Session:
     ]  # fmt: skip
     record = records.started(p.run_id, p.model_cfg.name, p.method.name, p.name, p.config, parts,
                              p.init_from.name if p.init_from else None, p.method.record_entry())  # fmt: skip
-    write_json_atomic(p.run_dir / RECORD, record)
+    write_json_atomic(p.run_dir / RECORD_FILE, record)
     return Session(p, model, tokenizer, pipeline, record)
 
 
@@ -107,7 +108,7 @@ def train(run: Session):
     if p.init_from:
         _warm_start(model, head, p.init_from)
     run.record["params"] = params = parameter_counts(model, p.method, head)
-    write_json_atomic(run.folder / RECORD, run.record)
+    write_json_atomic(run.folder / RECORD_FILE, run.record)
     print(f"run {p.run_id}: {params['trainable']:,} trainable of {params['total']:,} parameters", file=sys.stderr)
     settings = trainer_settings(p.config)
     on_evaluation = _history(run, "train")
@@ -133,7 +134,7 @@ def finish(run: Session, result) -> None:
     from peftbench.train.weights import save_weights
 
     p, model = run.plan, run.model
-    save_weights({**result.best_state, **p.method.saved_buffers(model)}, run.folder / WEIGHTS)
+    save_weights({**result.best_state, **p.method.saved_buffers(model)}, run.folder / WEIGHTS_FILE)
     model.load_state_dict(result.best_state, strict=False)
     result.best = {**result.best, **_test(run, result.best_step or 0)}  # a copy: best may be last itself
     for name, data in p.method.reports(model, run.pipeline.evaluate).items():
@@ -142,7 +143,7 @@ def finish(run: Session, result) -> None:
     env = environment(result.cost["device"])
     records.completed(run.record, result, run.pipeline.select, submission, env)
     run.record["cost"]["torch_threads"] = torch.get_num_threads()
-    write_json_atomic(run.folder / RECORD, run.record)
+    write_json_atomic(run.folder / RECORD_FILE, run.record)
     Checkpoints(run.folder / "checkpoints" / "train").prune(best=result.best_step, keep=0)
     shutil.rmtree(run.folder / "checkpoints" / "search", ignore_errors=True)  # its outcome, the mask, is in the weights
 
@@ -195,7 +196,7 @@ def _warm_start(model, head: list[str], source: Path) -> None:
     import torch
     from safetensors.torch import load_file
 
-    saved = load_file(str(source / WEIGHTS))
+    saved = load_file(str(source / WEIGHTS_FILE))
     head_names = set(head)
     wanted = {n: p for n, p in model.named_parameters() if p.requires_grad and n not in head_names}
     wanted.update({n: b for n, b in model.named_buffers() if n in saved and n not in head_names})

@@ -18,6 +18,7 @@ from typing import Callable, Iterator
 from peftbench.errors import UserError
 
 RECORD_FILE = "record.json"
+WEIGHTS_FILE = "method.safetensors"  # the method's own weights (and saved buffers), beside the record
 SCHEMA = 1
 STATUSES = ("running", "complete", "failed")
 REQUIRED_KEYS = ("schema", "run_id", "status", "model", "method", "task", "seed", "method_config")
