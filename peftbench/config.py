@@ -56,6 +56,9 @@ class DataConfig:
     source: str = "auto"  # auto | dir | hub | embedded
     dir: Optional[str] = None  # the benchmark's original files (or PEFTBENCH_DATA)
     max_train_samples: Optional[int] = None
+    # A few-shot training set: k rows of train drawn with the run's seed, as Hyperformer's n_obs
+    # (its few-shot Table 3 and low-resource Figure 2); the paper's setting, not a sample. None: all.
+    train_samples: Optional[int] = None
     max_eval_samples: Optional[int] = None
     folds: Optional[int] = None  # K-fold cross-validation on train (default: the task's own, RAFT 5)
     fold: int = 0  # which of the K folds is the validation split
@@ -130,6 +133,7 @@ NOT_RESULT_CHANGING = {
 LATER_OPTIONS = {
     "trainer": {"group_by_length": True, "frozen_bf16": False, "init_from_task": None},
     "task": {"tasks": [], "temperature": 1.0},
+    "data": {"train_samples": None},
 }
 
 

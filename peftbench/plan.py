@@ -89,7 +89,7 @@ class Planner:
         formats = [run_format(task, model_cfg.family, config["task"]["format"], method) for task in tasks]
         if len(tasks) > 1:
             _check_multitask(method, model_cfg, [FORMATS[f].trains_head for f in formats], config["task"]["temperature"])
-        parts = [Part(task, self._data(config["data"], task), fmt) for task, fmt in zip(tasks, formats)]
+        parts = [Part(task, self._data(config["data"], task, config["seed"]), fmt) for task, fmt in zip(tasks, formats)]
         results_dir = Path(config["results_dir"])
         _check_writable(results_dir)
         runs = RunIndex(results_dir)
@@ -102,7 +102,7 @@ class Planner:
         )
         return Plan(config, model_cfg, method, anatomy, arch_config, run, results_dir / run, init_from, parts, name)
 
-    def _data(self, data_cfg: dict, task):
+    def _data(self, data_cfg: dict, task, seed: int):
         """The task's rows for this run: from the chosen source (read once per planner), then cut
         to the cross-validation fold and the sample limits; every split the run needs present."""
         from peftbench.tasks.sources import data_dir, load_task
@@ -111,7 +111,7 @@ class Planner:
         if key not in self._rows:
             self._rows[key] = load_task(task, data_cfg["source"], data_cfg["dir"])
         loaded = self._rows[key]
-        return _shaped(dataclasses.replace(loaded, splits=dict(loaded.splits)), data_cfg, task)
+        return _shaped(dataclasses.replace(loaded, splits=dict(loaded.splits)), data_cfg, task, seed)
 
 
 def plan(cfg) -> Plan:
@@ -199,8 +199,20 @@ def _check_multitask(method, model_cfg, trains_head: list[bool], temperature: fl
                         "in proportion to the data, 10 as Hyperformer, large values uniformly")  # fmt: skip
 
 
-def _shaped(data, data_cfg: dict, task):
-    """``data`` cut to the configured fold and sample limits (in place); its needed splits checked."""
+def few_shot(rows: list, k: int, seed: int) -> list:
+    """``k`` of ``rows`` as Hyperformer draws a few-shot training set (Karimi Mahabadi et al. 2021,
+    §5 few-shot transfer; ``hyperformer/data/tasks.py``, ``subsample``): a permutation from
+    ``torch.randperm`` with a generator seeded by the seed, and its first ``k`` rows, in that order.
+    All rows when there are no more than ``k`` (CB's 250)."""
+    import torch
+
+    generator = torch.Generator().manual_seed(seed)
+    return [rows[index] for index in torch.randperm(len(rows), generator=generator).tolist()[:k]]
+
+
+def _shaped(data, data_cfg: dict, task, seed: int):
+    """``data`` cut to the configured fold, few-shot draw and sample limits (in place); its needed
+    splits checked."""
     folds = data_cfg["folds"] or task.folds
     if folds:
         from peftbench.tasks.folds import cross_validation_split
@@ -208,6 +220,12 @@ def _shaped(data, data_cfg: dict, task):
         train, validation = cross_validation_split(data.splits[task.train_split], folds, data_cfg["fold"])
         data.splits.update({task.train_split: train, task.main_split: validation})
         data.location += f" (fold {data_cfg['fold']} of {folds})"
+    k = data_cfg["train_samples"]
+    if k is not None:
+        if k < 1:
+            raise UserError(f"data.train_samples must be ≥ 1, got {k}; drop it to train on every row")
+        data.splits[task.train_split] = few_shot(data.splits[task.train_split], k, seed)
+        data.location += f" ({k} training rows drawn with seed {seed})"
     limits = {task.train_split: data_cfg["max_train_samples"]}
     limits.update({split: data_cfg["max_eval_samples"] for split in task.eval_splits})
     for split, limit in limits.items():

@@ -2,7 +2,8 @@
 
 For each row × column of the table spec (narrowed with ``--rows`` / ``--columns``, shell patterns)
 the run that fills the cell is the row's preset (its ``preset:``, an experiment config) or its
-model, method and ``match`` fields as overrides, with the column's task and the paper's seed count
+model, method and ``match`` fields as overrides, with the column's task (and few-shot size,
+``data.train_samples``) and the paper's seed count
 (``seeds:``, else one seed; a preset's own seed sweep where it has one); a multi-task row's
 columns are one run over their tasks. ``--model M`` runs one backbone's rows on M, as
 ``peftbench table --model`` reads them (``ROWS_MODEL=M`` for another backbone's). Cells no run can
@@ -69,16 +70,21 @@ def work_out(name: str, rows=None, columns=None, model: str | None = None, overr
     unreachable = []
     for row in (row for row in spec.rows if row.label in chosen_rows):
         row_model = substitute if substitute and row.model == replacing else row.model
-        tasks = []
+        tasks: dict[int | None, list[str]] = {}  # the tasks of the columns, by their few-shot size
         for column in (column for column in spec.columns if column.id in chosen_columns):
             why = _unreachable(row, row_model, column)
             if why:
                 unreachable.append((row.label, column.id, why))
-            elif column.task not in tasks:
-                tasks.append(column.task)
-        groups = [tasks] if row.training == "multitask" and len(tasks) > 1 else [[task] for task in tasks]
-        for group in groups:
+            elif column.task not in tasks.setdefault(column.train_samples, []):
+                tasks[column.train_samples].append(column.task)
+        groups = [
+            (k, group)
+            for k, named in tasks.items()
+            for group in ([named] if row.training == "multitask" and len(named) > 1 else [[task] for task in named])
+        ]
+        for k, group in groups:
             sweep_overrides = [*_row_overrides(row), f"model={row_model}", _task_override(group)]
+            sweep_overrides += [f"data.train_samples={k}"] if k is not None else []
             sweep_overrides += _seeds(spec.seeds, row.preset, list(overrides))
             key = tuple(sweep_overrides)
             sweeps.setdefault(key, Sweep([], sweep_overrides)).rows.append(row.label)

@@ -9,7 +9,7 @@ from peftbench.errors import UserError
 from peftbench.tasks import get_task
 from peftbench.tasks.sources import load_task
 
-ONE_PER_BENCHMARK = ["rte", "cb", "e2e", "raft_overruling"]
+ONE_PER_BENCHMARK = ["rte", "cb", "e2e", "raft_overruling", "paws"]
 
 
 @pytest.fixture

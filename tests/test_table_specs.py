@@ -32,6 +32,7 @@ EXPECTED = {
     "houlsby_table2",
     "hyperformer",
     "hyperformer_ablation",
+    "hyperformer_fewshot",
     "lora_rank_study",
     "lora_table2",
     "lora_table3",
@@ -74,7 +75,7 @@ PAPER_ONLY_TASKS = {
     "crowdflower_primary_emotions", "crowdflower_progressive_opinion", "crowdflower_progressive_stance",
     "crowdflower_us_economic_performance", "customer_complaint_database", "news_aggregator", "sms_spam",
     # AdapterFusion Table 1's tasks beyond GLUE and SuperGLUE
-    "winogrande", "imdb", "hellaswag", "social_iqa", "cosmos_qa", "scitail", "argument", "commonsense_qa", "sick",
+    "winogrande", "hellaswag", "social_iqa", "cosmos_qa", "argument", "commonsense_qa", "sick",
     "samsum",  # LoRA's GPT-3 table
     "glue",  # Hyperformer's ablation: the GLUE average over 8 tasks, one number a run
     # prompt tuning's domain transfer: SQuAD to the MRQA out-of-domain sets
@@ -261,7 +262,7 @@ def test_spec_renders_without_runs(name, fmt):
 
 def _records_filling(loaded) -> list[dict]:
     """Two seeds of a complete record for every row x column of a spec, each with the row's match
-    as its method config and the column's task, split and metric; the value encodes the cell
+    as its method config and the column's task, split, metric and few-shot size; the value encodes the cell
     (row i, column j, seed s: 0.5 + i/100 + j/1000 + s/10000), so misplaced runs show. A
     multi-task row gets one multi-task record per seed, with a part for each of the columns' tasks."""
     records = []
@@ -277,7 +278,8 @@ def _records_filling(loaded) -> list[dict]:
                     "metrics": {loaded.checkpoint: {column.split: {column.metric: value}}},
                     "params": {"trainable_method": 1000 + i},
                     "data": {"sample": False, "subset": None if loaded.data == "full" else loaded.data},
-                    "config": {"paper": {"arxiv": loaded.source.arxiv, "version": loaded.source.version}},
+                    "config": {"paper": {"arxiv": loaded.source.arxiv, "version": loaded.source.version},
+                               "data": {"train_samples": column.train_samples}},
                 })  # fmt: skip
             records += _as_one_multitask_run(singles) if row.training == "multitask" else singles
     return records

@@ -1,10 +1,13 @@
-"""Three table specs against the lecture decks that print their tables, cell by cell, in order.
+"""Four table specs against the lecture decks that print their tables, cell by cell, in order.
 
 - conf/table/lora_table4_gpt3.yaml: LoRA (Hu et al., arXiv 2106.09685v2) Table 4, GPT-3 175B on
   WikiSQL, MNLI-m and SAMSum, printed in seed 001_b72434ba3235ae5c.txt as one tab-separated line
   per row: method, parameter count, WikiSQL, MNLI-m, "R1/R2/RL" (bold as <b>, underline as <u>).
 - conf/table/hyperformer_ablation.yaml: Hyperformer (Karimi Mahabadi et al., arXiv 2106.04489)
   Table 4, the ablations, printed in seed 002_7effa339caa18948.txt as "variant<TAB>GLUE" lines.
+- conf/table/hyperformer_fewshot.yaml: Hyperformer Table 3, few-shot domain transfer, printed in
+  the same seed as "data set<TAB>k<TAB>T5<TAB>Adapters<TAB>Hyperformer++" lines (the data set only
+  on its first line), cells "mean \\pm std"; the spec transposes it.
 - conf/table/prompt_tuning_domain_transfer.yaml: prompt tuning (Lester et al., arXiv 2104.08691)
   Table 1, SQuAD -> MRQA out-of-domain F1, printed in seed 003_76270c60e04718bc.txt as one line per
   dataset (dataset, domain, model tuning, prompt tuning, Δ); the spec transposes it.
@@ -33,7 +36,7 @@ LORA_SEED = "001_b72434ba3235ae5c.txt"
 HYPERFORMER_SEED = "002_7effa339caa18948.txt"
 PROMPT_SEED = "003_76270c60e04718bc.txt"
 
-SPECS = ("lora_table4_gpt3", "hyperformer_ablation", "prompt_tuning_domain_transfer")
+SPECS = ("lora_table4_gpt3", "hyperformer_ablation", "hyperformer_fewshot", "prompt_tuning_domain_transfer")
 
 # GPT-3 175B: 96 layers, d_model 12288 (the LoRA paper's counts, e.g. 2·96·12288·r for LoRA).
 GPT3_LAYERS, GPT3_WIDTH = 96, 12288
@@ -312,9 +315,42 @@ def test_prompt_tuning_delta_is_prompt_minus_model_and_kept_in_the_notes():
 # --- all three --------------------------------------------------------------------------------
 
 
+# --- Hyperformer few-shot domain transfer (seed 002) ----------------------------------------
+
+FEWSHOT_TASKS = {"SciTail": "scitail", "CB": "cb", "IMDB": "imdb", "Yelp polarity": "yelp_polarity"}
+
+
+def hyperformer_fewshot_seed_lines() -> list[tuple[str, int, list[str]]]:
+    """(data set, k, the three cells) of each line of the seed's few-shot table, in order."""
+    lines = seed_lines(HYPERFORMER_SEED)
+    header = lines.index("Dataset\t# Samples\tT5 _{BASE}\tAdapters [†] /BASE\tHYPERFORMER++/BASE")
+    found, dataset = [], None
+    for line in lines[header + 1 : lines.index("Low-resource Learning")]:
+        cells = line.split("\t")
+        if len(cells) != 5 or not cells[1]:  # group headings and blank lines
+            continue
+        dataset = cells[0] or dataset
+        found.append((dataset, int(cells[1]), cells[2:]))
+    return found
+
+
+def test_hyperformer_fewshot_is_the_seed_table_transposed():
+    loaded = spec("hyperformer_fewshot")
+    seed = hyperformer_fewshot_seed_lines()
+    assert len(seed) == len(loaded.columns) == 26 and loaded.average is None
+    assert [row.method for row in loaded.rows] == ["full", "houlsby", "hyperformer_pp"]
+    for (dataset, k, cells), column in zip(seed, loaded.columns):
+        assert (column.task, column.train_samples, column.metric) == (FEWSHOT_TASKS[dataset], k, "accuracy")
+        assert column.split == ("validation" if column.task == "cb" else "test")
+        for cell, row in zip(cells, loaded.rows):
+            value, spread, bold = parse_cell(cell)
+            assert (row.paper[column.id], row.paper_spread[column.id], bold) == (value, spread, False), (row.label, column.id)
+    assert all(row.model == "t5-base" and not row.bold and row.paper_params is None for row in loaded.rows)
+
+
 def test_every_row_comment_names_its_seed_line():
     for name, seed in (("lora_table4_gpt3", "seed 001"), ("hyperformer_ablation", "seed 002"),
-                       ("prompt_tuning_domain_transfer", "seed 003")):  # fmt: skip
+                       ("hyperformer_fewshot", "seed 002"), ("prompt_tuning_domain_transfer", "seed 003")):  # fmt: skip
         text = (CONF / "table" / f"{name}.yaml").read_text(encoding="utf-8")
         before_rows = text.split("\n  - label:")[:-1]
         assert len(before_rows) == len(spec(name).rows)

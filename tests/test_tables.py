@@ -677,3 +677,30 @@ def test_a_paper_value_that_is_neither_a_number_nor_value_and_spread_is_refused(
     text = SPEC_YAML.replace("rte: 78.7,", f"rte: {printed},")
     with pytest.raises(UserError, match=r"rows\[1\]\.paper\.rte: must be a number or 'value ± spread'"):
         write_spec(tmp_path / "conf", text)
+
+
+def test_a_few_shot_column_takes_only_the_runs_that_drew_its_k_rows(tmp_path):
+    """``train_samples: k`` columns (Hyperformer's few-shot table) hold the runs with
+    data.train_samples=k; a full-data run fills the full column only, and the reverse."""
+    text = SPEC_YAML.replace(
+        "  - {task: cola, metric: mcc, label: CoLA}\n",
+        "  - {task: cola, metric: mcc, label: CoLA}\n  - {id: rte_16, task: rte, metric: accuracy, train_samples: 16, label: RTE 16}\n",
+    ).replace("avg: 72.0}", "avg: 72.0, rte_16: 60.1}").replace("avg: 76.6}", "avg: 76.6, rte_16: null}")
+    few_spec = write_spec(tmp_path / "few", text)
+    assert [c.train_samples for c in few_spec.columns] == [None, None, 16, None]
+
+    def drawn(k, value, seed):
+        record = run(value=value, seed=seed)
+        record["config"]["data"] = {"train_samples": k}
+        return record
+
+    table = build_table(few_spec, [drawn(16, 0.60, 1), drawn(16, 0.70, 2), drawn(32, 0.9, 3), run(value=0.8, seed=4)])
+    assert (cell(table, "Base LoRA", "RTE 16").value, cell(table, "Base LoRA", "RTE 16").n) == (pytest.approx(65.0), 2)
+    assert cell(table, "Base LoRA", "RTE 16").caveats == ()
+    assert (cell(table, "Base LoRA", "RTE").value, cell(table, "Base LoRA", "RTE").n) == (pytest.approx(80.0), 1)
+
+
+def test_a_few_shot_size_must_be_a_count(tmp_path):
+    text = SPEC_YAML.replace("{task: rte, metric: accuracy, label: RTE}", "{task: rte, metric: accuracy, label: RTE, train_samples: -4}")
+    with pytest.raises(UserError, match=r"columns\[0\]\.train_samples"):
+        write_spec(tmp_path / "bad", text)

@@ -17,6 +17,7 @@ arXiv:2106.09685v2)::
     columns:                 # task x metric; split defaults to validation, id and label to task
       - {id: mnli, task: mnli, split: validation_matched, metric: accuracy, label: MNLI}
       - {task: e2e, metric: nist, label: NIST, scale: 1, decimals: 2}   # a column's own print
+      - {id: cb_16, task: cb, metric: accuracy, train_samples: 16}      # a few-shot column (k rows)
     average: {label: Avg., columns: [mnli, ...]}   # or {label: Avg., note: why not recomputed}
     rows:                    # model x method variant
       - label: RoBERTa-base LoRA
@@ -85,6 +86,7 @@ class Column:
     split: str
     scale: float | None = None
     decimals: int | None = None
+    train_samples: int | None = None  # a few-shot column: runs with data.train_samples=k; None: all rows
 
 
 @dataclass(frozen=True)
@@ -247,7 +249,7 @@ class _SpecReader:
         columns = []
         for i, item in enumerate(value):
             where = f"columns[{i}]"
-            item = self.mapping(item, where, ("task", "metric"), ("id", "label", "split", "scale", "decimals"))
+            item = self.mapping(item, where, ("task", "metric"), ("id", "label", "split", "scale", "decimals", "train_samples"))
             task = self.text(item["task"], f"{where}.task")
             column = Column(
                 id=self.text(item.get("id", task), f"{where}.id"),
@@ -257,6 +259,7 @@ class _SpecReader:
                 split=self.text(item.get("split", DEFAULT_SPLIT), f"{where}.split"),
                 scale=self.number(item["scale"], f"{where}.scale") if "scale" in item else None,
                 decimals=self.integer(item["decimals"], f"{where}.decimals") if "decimals" in item else None,
+                train_samples=self.integer(item["train_samples"], f"{where}.train_samples") if "train_samples" in item else None,
             )
             if any(other.id == column.id for other in columns):
                 raise self.fail(f"{where}.id", f"{column.id!r} is used twice; give each an id")

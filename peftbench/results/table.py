@@ -125,7 +125,7 @@ def build_table(spec: TableSpec, records: Iterable[dict], model: str | None = No
     runs_by_key: dict[tuple, list[_Run]] = {}
     for record in (view for record in records for view in per_task(record)):
         if record.get("status") == "complete":
-            key = (record["model"], record["method"], record["task"])
+            key = (record["model"], record["method"], record["task"], train_samples(record))
             runs_by_key.setdefault(key, []).append(
                 _Run(
                     seed=record["seed"],
@@ -146,7 +146,7 @@ def build_table(spec: TableSpec, records: Iterable[dict], model: str | None = No
         for column in spec.columns:
             runs = [
                 run._replace(caveats=run.caveats + _training_caveats(row.training, run.multitask))
-                for run in runs_by_key.get((row_model, row.method, column.task), ())
+                for run in runs_by_key.get((row_model, row.method, column.task, column.train_samples), ())
                 if matches(run.method_config, row.match)
             ]
             row_runs += runs
@@ -213,6 +213,11 @@ def per_task(record: dict) -> list[dict]:
             "data": part["data"], "metrics": metrics, "multitask": [p["task"] for p in record["parts"]],
         })  # fmt: skip
     return views
+
+
+def train_samples(record: dict) -> int | None:
+    """The few-shot training set size a run drew (``data.train_samples``); None: every row."""
+    return (((record.get("config") or {}).get("data") or {}).get("train_samples"))
 
 
 def data_caveats(record: dict, setting: str = "full") -> tuple[str, ...]:
