@@ -76,7 +76,6 @@ PAPER_ONLY_TASKS = {
     "crowdflower_us_economic_performance", "customer_complaint_database", "news_aggregator", "sms_spam",
     # AdapterFusion Table 1's tasks beyond GLUE and SuperGLUE
     "winogrande", "hellaswag", "social_iqa", "cosmos_qa", "argument", "commonsense_qa", "sick",
-    "samsum",  # LoRA's GPT-3 table
     "glue",  # Hyperformer's ablation: the GLUE average over 8 tasks, one number a run
     # prompt tuning's domain transfer: SQuAD to the MRQA out-of-domain sets
     "squad", "textbookqa", "bioasq", "race", "relation_extraction", "duorc", "drop",

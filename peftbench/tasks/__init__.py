@@ -1,5 +1,5 @@
 """The task registry: every benchmark module (``glue``, ``superglue``, ``e2e``, ``raft``,
-``classification``)
+``classification``, ``samsum``)
 exposes ``TASKS``, a dict of task name → ``Task``, and joins the registry by being listed in
 ``_BENCHMARKS``. Task names are unique across benchmarks.
 """
@@ -9,10 +9,10 @@ from __future__ import annotations
 from types import ModuleType
 
 from peftbench.errors import UserError
-from peftbench.tasks import classification, e2e, glue, raft, superglue
+from peftbench.tasks import classification, e2e, glue, raft, samsum, superglue
 from peftbench.tasks.base import Task, TaskData
 
-_BENCHMARKS: tuple[ModuleType, ...] = (glue, superglue, e2e, raft, classification)
+_BENCHMARKS: tuple[ModuleType, ...] = (glue, superglue, e2e, raft, classification, samsum)
 
 
 def _collect(benchmarks: tuple[ModuleType, ...]) -> dict[str, Task]:
