@@ -80,6 +80,11 @@ def build_parser() -> argparse.ArgumentParser:
     plot.add_argument("--task", help="only this task's runs")
     plot.add_argument("--metric", help="NAME or SPLIT/NAME of the best checkpoint (default: the task's main metric)")
     plot.add_argument("--statistic", default="median", choices=("median", "mean"), help="over seeds (default: median)")
+    submit = commands.add_parser("submit", help="a benchmark server's submission from finished runs (GLUE's zip)")
+    submit.add_argument("benchmark", choices=("glue",), help="the benchmark whose server takes it")
+    submit.add_argument("runs", nargs="+", help="run folders, one per task (MNLI's also gives AX)")
+    submit.add_argument("--out", default="glue_submission.zip", help="the zip to write (default: glue_submission.zip)")
+    submit.add_argument("--partial", action="store_true", help="zip the files there are, even if the server needs more")
     doctor = commands.add_parser("doctor", help="incomplete, stale and corrupt runs in a results folder")
     doctor.add_argument("--results", default="results", help="the results folder (default: results)")
     doctor.add_argument("--fix", action="store_true", help="cure what can be cured (never touches complete runs)")
@@ -106,7 +111,7 @@ def main(argv: list[str] | None = None) -> None:
             return
         commands = {
             "list": cmd_list, "table": cmd_table, "params": cmd_params, "export": cmd_export, "score": cmd_score,
-            "doctor": cmd_doctor, "plot": cmd_plot, "reproduce": cmd_reproduce,
+            "doctor": cmd_doctor, "plot": cmd_plot, "reproduce": cmd_reproduce, "submit": cmd_submit,
         }  # fmt: skip
         commands[args.command](args)
     except UserError as error:
@@ -134,6 +139,12 @@ def list_runs(results: str) -> None:
         main = (record.get("metrics") or {}).get("main")
         score = f"{main['metric']}={main['value']:.4f}" if main else ""
         print(f"{record['status']:<9} {score:<22} {record['run_id']}")
+
+
+def cmd_submit(args) -> None:
+    from peftbench.submit import submit_glue
+
+    print(submit_glue(args.runs, args.out, args.partial))
 
 
 def cmd_doctor(args) -> None:

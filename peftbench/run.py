@@ -210,18 +210,23 @@ def _warm_start(model, head: list[str], source: Path) -> None:
 
 
 def _submit(run: Session) -> str | None:
-    """With the best weights (loaded), the unlabelled test split's predictions in the task's submission
-    format, under ``<run>/submission/``; returns the file (None when the task or data has none)."""
+    """With the best weights (loaded), the unlabelled test splits' predictions in the task's submission
+    format, under ``<run>/submission/``; returns the file, or the folder when there are several
+    (MNLI's matched, mismatched and diagnostic sets); None when the task or data has none."""
     import torch
 
     from peftbench.pipeline import trainer_settings
 
     part = run.plan.parts[0]
-    rows = part.data.splits.get("test")
-    if part.task.submit is None or not rows or rows[0]["label"] is not None:
+    splits = [split for split in part.task.submission_splits
+              if part.data.splits.get(split) and part.data.splits[split][0]["label"] is None]  # fmt: skip
+    if part.task.submit is None or not splits:
         return None
     fmt, batch_size = run.pipeline.formats[0], trainer_settings(run.plan.config).eval_batch_size
     run.model.eval()
-    with torch.no_grad():
-        predictions = fmt.predict(run.model, run.pipeline.features[0]["test"], batch_size)
-    return str(part.task.submit(run.folder / "submission", rows, predictions))
+    written = []
+    for split in splits:
+        with torch.no_grad():
+            predictions = fmt.predict(run.model, run.pipeline.features[0][split], batch_size)
+        written.append(part.task.submit(run.folder / "submission", split, part.data.splits[split], predictions))
+    return str(written[0] if len(written) == 1 else run.folder / "submission")

@@ -82,9 +82,11 @@ class Task:
     verbalizers: tuple[str, ...] = ()  # each label as words, for formats that score label text
     prompt: Callable[[dict], str] | None = None  # the row as one input text, for those formats
     folds: int = 0  # > 0: no labelled validation split; dev scores by K-fold CV on train (RAFT)
-    # submit(folder, rows, predictions) -> file: the unlabelled test split's predictions in the
-    # benchmark's submission format (RAFT's leaderboard CSV); every run with test rows writes it
+    # submit(folder, split, rows, predictions) -> file: an unlabelled test split's predictions in the
+    # benchmark's submission format (RAFT's leaderboard CSV, the GLUE server's TSV); every run with
+    # rows of its ``submission_splits`` writes them
     submit: Callable | None = None
+    submission_splits: tuple[str, ...] = ("test",)
     # Held-out splits with labels, scored once after training with the best weights (never used to
     # choose them): E2E's test set, which the LoRA and prefix-tuning tables report.
     test_splits: tuple[str, ...] = ()

@@ -2,6 +2,9 @@
 for Natural Language Understanding"), read from the hub, from the original files, or from the
 small slices shipped in the package.
 
+A run with a task's unlabelled test split writes the GLUE server's file of it under
+``<run>/submission/`` (``glue_submission.py``); ``peftbench submit glue RUN…`` zips them.
+
 Labels, label order and split names are those of the hub dataset ``nyu-mll/glue`` (e.g. MNLI
 entailment=0, neutral=1, contradiction=2; test labels are None). Metrics are GLUE's (see
 ``metrics.py``); the main metric is the one the LoRA paper's Table 2 reports: MCC for CoLA, Pearson
@@ -10,7 +13,8 @@ for STS-B, accuracy for the others (MNLI matched first, then mismatched).
 Three sources (``tasks/sources.py``; ``load(source, data_dir)``):
 
 - ``"dir"``: the folder layout written by GLUE's ``download_glue_data.py`` (``glue/RTE/train.tsv``,
-  ``dev.tsv``, ``test.tsv``; MNLI ``dev_matched.tsv`` …). Files are read with ``csv`` (tab,
+  ``dev.tsv``, ``test.tsv``; MNLI ``dev_matched.tsv`` …, and the diagnostic set
+  ``glue/diagnostic/diagnostic.tsv`` as MNLI's split ``test_ax``). Files are read with ``csv`` (tab,
   QUOTE_NONE) and columns are found by header name; CoLA's train and dev files have no header,
   and MRPC's header begins with a UTF-8 byte-order mark. When ``msr_paraphrase_train.txt`` and
   ``dev_ids.tsv`` are both there, MRPC train is rebuilt exactly as ``download_glue_data.py`` builds
@@ -31,6 +35,7 @@ from typing import Callable
 
 from peftbench.errors import UserError
 from peftbench.tasks.base import Task, score_labels
+from peftbench.tasks.glue_submission import SERVER_FILES, write_submission
 from peftbench.tasks.metrics import glue_scorer
 from peftbench.tasks.sources import FIX, DataSource, wanted
 
@@ -100,6 +105,7 @@ GLUE_SPECS: dict[str, GlueSpec] = {
             ("validation_mismatched", "dev_mismatched.tsv"),
             ("test_matched", "test_matched.tsv"),
             ("test_mismatched", "test_mismatched.tsv"),
+            ("test_ax", "../diagnostic/diagnostic.tsv"),  # the diagnostic set, which the MNLI model predicts
         ),
     ),
     "qnli": GlueSpec(
@@ -320,6 +326,8 @@ def _task(name: str, spec: GlueSpec) -> Task:
         verbalizers=VERBALIZERS.get(name, ()),
         prompt=PROMPTS.get(name),
         verbalized_values=STSB_VALUES if name == "stsb" else (),
+        submit=partial(write_submission, name, spec.file_labels),
+        submission_splits=tuple(split for task, split in SERVER_FILES if task == name),
     )
 
 

@@ -324,7 +324,7 @@ def spec_for(task_name: str) -> RaftSpec:
     return RAFT_SPECS[folder]
 
 
-def submit(task_name: str, folder: Path, rows: Sequence[dict], predictions: Sequence) -> Path:
+def submit(task_name: str, folder: Path, split: str, rows: Sequence[dict], predictions: Sequence) -> Path:
     """A run's test predictions (``Task.submit``): the leaderboard file under ``folder``."""
     return write_submission(folder, spec_for(task_name), [row["id"] for row in rows], predictions)
 
