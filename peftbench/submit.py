@@ -51,7 +51,10 @@ def _server_files(run: Path) -> list[Path]:
     record_path = run / RECORD_FILE
     if not record_path.is_file():
         raise UserError(f"{run} is not a run folder (no {RECORD_FILE}); pass run folders under results/")
-    record = json.loads(record_path.read_text(encoding="utf-8"))
+    try:
+        record = json.loads(record_path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise UserError(f"{record_path} is damaged ({error.msg}); see peftbench doctor, or leave the run out") from error
     if record.get("status") != "complete":
         raise UserError(f"{run}: the run is {record.get('status')}, not complete; finish it or leave it out")
     names = set(SERVER_FILES.values())

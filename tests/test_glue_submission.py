@@ -65,6 +65,17 @@ def test_mnli_reads_the_diagnostic_set_beside_it_as_test_ax(tmp_path):
         "text": "The cat sat on the mat.", "text_pair": "The cat did not sit on the mat.", "label": None}  # fmt: skip
 
 
+def test_the_diagnostic_file_beside_another_task_does_not_make_its_folder_mnlis(tmp_path):
+    """MNLI's test_ax lives in glue/diagnostic/: it must not mark glue/RTE as an MNLI folder."""
+    (tmp_path / "diagnostic").mkdir()
+    (tmp_path / "diagnostic" / "diagnostic.tsv").write_text("index\tsentence1\tsentence2\n", encoding="utf-8")
+    (tmp_path / "RTE").mkdir()
+    from peftbench.errors import UserError
+
+    with pytest.raises(UserError, match="no GLUE MNLI folder"):
+        get_task("mnli").load.__self__.task_folder(tmp_path / "RTE")
+
+
 @needs_shared
 @pytest.mark.usefixtures("one_thread")
 def test_a_run_with_the_real_test_file_writes_the_server_file(tmp_path):
@@ -130,6 +141,10 @@ def test_submit_refuses_what_the_server_would_before_writing(tmp_path, capsys):
     assert code == 2 and "no GLUE test predictions" in err
     code, err = _submit(capsys, str(tmp_path / "nowhere"), "--out", str(out))
     assert code == 2 and "not a run folder" in err
+    damaged = _run(tmp_path, "sst2", ["SST-2.tsv"])
+    (damaged / "record.json").write_text('{"status": "comp', encoding="utf-8")  # cut short
+    code, err = _submit(capsys, str(damaged), "--out", str(out))
+    assert code == 2 and "damaged" in err and len(err.splitlines()) == 1
     assert not out.exists()
     main(["submit", "glue", str(rte), "--out", str(out), "--partial"])
     with zipfile.ZipFile(out) as archive:

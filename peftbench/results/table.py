@@ -217,7 +217,7 @@ def per_task(record: dict) -> list[dict]:
 
 def train_samples(record: dict) -> int | None:
     """The few-shot training set size a run drew (``data.train_samples``); None: every row."""
-    return (((record.get("config") or {}).get("data") or {}).get("train_samples"))
+    return ((record.get("config") or {}).get("data") or {}).get("train_samples")
 
 
 def data_caveats(record: dict, setting: str = "full") -> tuple[str, ...]:

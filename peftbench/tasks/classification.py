@@ -74,10 +74,11 @@ def _unreadable(spec: ClassificationSpec, path: Path, line: int, problem: str) -
     return UserError(f"{path}:{line}: {problem}; repair the row or restore the file from the {spec.what} release")
 
 
-def _label(spec: ClassificationSpec, raw: str, spelled: tuple[str, ...], path: Path, line: int) -> int:
-    if raw not in spelled:
-        raise _unreadable(spec, path, line, f"label {raw!r} is not one of {', '.join(spelled)}")
-    return spelled.index(raw)
+def _label(spec: ClassificationSpec, raw: str, path: Path, line: int) -> int:
+    """A release label's index; the releases spell their labels as the hub names them."""
+    if raw not in spec.label_names:
+        raise _unreadable(spec, path, line, f"label {raw!r} is not one of {', '.join(spec.label_names)}")
+    return spec.label_names.index(raw)
 
 
 def _read_scitail(spec: ClassificationSpec, path: Path, split: str) -> list[dict]:
@@ -90,7 +91,7 @@ def _read_scitail(spec: ClassificationSpec, path: Path, split: str) -> list[dict
             if len(fields) != 3:
                 raise _unreadable(spec, path, line, f"expected 3 tab-separated columns, found {len(fields)}")
             premise, hypothesis, label = fields
-            rows.append({"text": premise, "text_pair": hypothesis, "label": _label(spec, label, spec.label_names, path, line)})
+            rows.append({"text": premise, "text_pair": hypothesis, "label": _label(spec, label, path, line)})
     return rows
 
 
@@ -102,7 +103,7 @@ def _read_paws(spec: ClassificationSpec, path: Path, split: str) -> list[dict]:
             raise _unreadable(spec, path, 1, f"header {reader.fieldnames} is not id, sentence1, sentence2, label")
         return [
             {"text": row["sentence1"], "text_pair": row["sentence2"],
-             "label": _label(spec, row["label"], ("0", "1"), path, reader.line_num)}
+             "label": _label(spec, row["label"], path, reader.line_num)}
             for row in reader
         ]  # fmt: skip
 
@@ -118,7 +119,7 @@ def _read_yelp(spec: ClassificationSpec, path: Path, split: str) -> list[dict]:
                 raise _unreadable(spec, path, reader.line_num, f"expected 2 comma-separated fields, found {len(fields)}")
             label, text = fields
             text = text.replace("\\n", "\n").replace('\\"', '"')
-            rows.append({"text": text, "text_pair": None, "label": _label(spec, label, ("1", "2"), path, reader.line_num)})
+            rows.append({"text": text, "text_pair": None, "label": _label(spec, label, path, reader.line_num)})
     return rows
 
 

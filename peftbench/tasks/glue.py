@@ -302,7 +302,8 @@ PROMPTS: dict[str, Callable[[dict], str]] = {
 def data_source(name: str, spec: GlueSpec) -> DataSource:
     """GLUE task ``name`` in a data folder (``glue/<Task>/``), on the hub and shipped."""
     return DataSource(
-        what=f"GLUE {spec.folder}", benchmark="glue", folder=spec.folder, files=tuple(f for _, f in spec.files),
+        what=f"GLUE {spec.folder}", benchmark="glue", folder=spec.folder,
+        files=tuple(f for _, f in spec.files if not f.startswith("../")),  # the task's own: they mark its folder
         hub_id=HUB_DATASET, hub_config=name,
         read_folder=partial(_read_task_folder, spec), read_hub=partial(_hub_splits, name, spec),
         embedded=EMBEDDED_ROOT / spec.folder if spec.embedded else None,
