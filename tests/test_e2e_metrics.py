@@ -1,11 +1,16 @@
 """The E2E metrics against the official scorer's printed scores and against values worked by hand.
 
-The official values come from `measure_scores.py` (tuetschek/e2e-metrics) on its example inputs,
-copied into tests/data/e2e-metrics-example/.
+The official values come from `measure_scores.py` (tuetschek/e2e-metrics): on its example inputs,
+copied into tests/data/e2e-metrics-example/; on the systems tests/e2e_systems.py generates from the
+seeds in tests/data/e2e-official/scores.json, which holds the scores the official scorer printed
+for them (scripts/reference/e2e_official.py, `make reference-e2e`); and, where the official scorer
+is set up on this machine, on one of those systems run live.
 """
 
+import json
 import math
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -15,13 +20,16 @@ from peftbench.tasks.e2e_metrics import (
     bleu,
     mteval_tokenize,
     nist,
+    read_files,
     read_predictions,
     read_references,
     score,
-    score_files,
+    score_systems,
 )
+from tests.e2e_systems import METRICS, generate, official_scorer_missing, official_scores
 
 EXAMPLE = Path(__file__).parent / "data" / "e2e-metrics-example"
+OFFICIAL = Path(__file__).parent / "data" / "e2e-official" / "scores.json"
 REFERENCES = EXAMPLE / "devel-conc.txt"
 PREDICTIONS = EXAMPLE / "baseline-output.txt"
 
@@ -31,10 +39,52 @@ OFFICIAL_CUMULATIVE_BLEU = [0.9346, 0.8707, 0.7946, 0.7203, 0.6398, 0.5580, 0.47
 
 needs_java = pytest.mark.skipif(shutil.which("java") is None, reason="METEOR and PTB need Java")
 
+# The system of the fixture run through the official scorer now (its three Java starts and Perl
+# take about as long as this whole module): 14 MRs in csv, outputs in another order than the
+# references, 6 empty outputs, up to 16 references.
+LIVE_SEED = 10
+SCORER_MISSING = official_scorer_missing()
+
 
 @pytest.fixture(scope="module")
 def example():
     return read_references(REFERENCES), read_predictions(PREDICTIONS)
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory):
+    """The fixture's systems (official scores and all), regenerated from their seeds and read back
+    from their files."""
+    fixture = json.loads(OFFICIAL.read_text(encoding="utf-8"))
+    folder = tmp_path_factory.mktemp("e2e-systems")
+    systems = []
+    for entry in fixture["systems"]:
+        system = generate(entry["seed"])
+        assert system.digest() == entry["sha256"], (
+            f"seed {entry['seed']} no longer generates the system the official scorer scored; "
+            "run `make reference-e2e` to score the generator's systems again"
+        )
+        systems.append((entry, read_files(*system.write(folder / str(entry["seed"])))))
+    return systems
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory):
+    """The official scorer started on LIVE_SEED's system where it is set up here (else None),
+    running while the module's own scoring does: a check that the fixture's numbers are still the
+    scorer's."""
+    if SCORER_MISSING:
+        yield None
+        return
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        yield pool.submit(official_scores, *generate(LIVE_SEED).write(tmp_path_factory.mktemp("e2e-live")))
+
+
+@pytest.fixture(scope="module")
+def ours(example, generated, live):
+    """peftbench's five scores of the example, then of every generated system: one batch, so that
+    METEOR's Java starts once (``live`` first, so that the official runs overlap it)."""
+    return score_systems([example, *(system for _, system in generated)])
 
 
 def test_the_example_files_read_as_the_official_scorer_reads_them(example):
@@ -56,8 +106,8 @@ def test_cumulative_bleu_and_nist_per_order_are_mtevals(example, order):
 
 
 @needs_java
-def test_all_five_scores_are_the_official_scores():
-    scores = score_files(REFERENCES, PREDICTIONS)
+def test_all_five_scores_are_the_official_scores(ours):
+    scores = ours[0]
     assert list(scores) == ["bleu", "nist", "meteor", "rouge_l", "cider"]
     rounded = {name: round(value, 4) for name, value in scores.items()}
     assert rounded == {"bleu": 0.7203, "nist": 7.8212, "meteor": 0.4801, "rouge_l": 0.7910, "cider": 2.3039}
@@ -93,13 +143,107 @@ def test_nist_by_hand():
     assert nist([["a b"]], ["a b"]) == pytest.approx(1.0)
 
 
-def test_nist_length_penalty_divides_by_the_largest_number_of_references():
-    # 6 reference words over 2 reference sets (the second instance padded with an empty one): mean
-    # length 3, so 2 predicted words give ratio 2/3, where the penalty is 1/2 by construction.
-    # (Averaging per instance, 2 + 2 = 4, would give ratio 1/2.)
+@pytest.mark.parametrize("empty_reference", ["", "<skipped>"])
+def test_nist_length_penalty_divides_by_the_mean_number_of_nonempty_references(empty_reference):
+    # mteval-v13a-sig: L̄ = reference words / (non-empty references / instances) = 6 / (4 / 2) = 3,
+    # so 2 predicted words give ratio 2/3, where the penalty is 1/2 by construction. A reference
+    # empty once tokenized (measure_scores.py's padding, mteval's <skipped>) counts for neither.
+    # (The largest number of references, 3, would give L̄ = 2 and no penalty.)
     # Info(a) = log2(6/2), Info(d) = log2(6/1); no bigram is predicted.
+    references = [["a b", "a", "b"], ["d e", empty_reference]] if empty_reference else [["a b", "a", "b"], ["d e"]]
     information = (math.log2(3) + math.log2(6)) / 2
-    assert nist([["a b c", "a"], ["d e"]], ["a", "d"]) == pytest.approx(information / 2)
+    assert nist(references, ["a", "d"]) == pytest.approx(information / 2)
+
+
+def test_tokens_split_at_perls_whitespace_not_pythons():
+    # U+00A0 and U+3000 are \s to Perl on Unicode strings; U+001F is not (Python's str.split splits there).
+    assert mteval_tokenize("a\u00a0b\u3000c d\x1fe") == ["a", "b", "c", "d\x1fe"]
+
+
+# --- reading the files as measure_scores.py does ---------------------------------------------------
+
+
+def test_every_line_boundary_of_python_splits_a_reference(tmp_path):
+    # measure_scores.py reads with codecs.open, whose lines end at U+2028, U+0085, form feed, ...
+    path = tmp_path / "refs.txt"
+    path.write_text("first a\u2028first b\nfirst c\n\nsecond\x85third\n", encoding="utf-8")
+    assert read_references(path) == [["first a", "first b", "first c"], ["second", "third"]]
+
+
+@pytest.mark.parametrize("text, line", [("\nfirst\n\nsecond\n", 1), ("first\n\n\nsecond\n", 3)])
+def test_an_empty_instance_is_a_user_error_naming_the_line(tmp_path, text, line):
+    # measure_scores.py starts an instance at every empty line: a second one in a row (or one at the
+    # start) makes an instance without references, on which the official scorer fails.
+    path = tmp_path / "refs.txt"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(UserError, match=rf"refs.txt:{line}: an empty line"):
+        read_references(path)
+
+
+def test_table_outputs_take_the_references_of_their_mrs_wherever_they_are(tmp_path):
+    # With MRs in the outputs, measure_scores.py collects every reference row of each MR (also rows
+    # apart) and follows the outputs' order; with a text file of outputs, consecutive rows group.
+    _write_table(tmp_path / "refs.csv", ["mr", "ref"], [("A", "a1"), ("B", "b1"), ("A", "a2"), ("C", "c1")], ",")
+    _write_table(tmp_path / "outs.csv", ["mr", "output"], [("C", "c"), ("A", "a"), ("B", "b")], ",")
+    (tmp_path / "outs.txt").write_text("a\nb\na\nc\n", encoding="utf-8")
+    assert read_files(tmp_path / "refs.csv", tmp_path / "outs.csv") == ([["c1"], ["a1", "a2"], ["b1"]], ["c", "a", "b"])
+    assert read_files(tmp_path / "refs.csv", tmp_path / "outs.txt")[0] == [["a1"], ["b1"], ["a2"], ["c1"]]
+    _write_table(tmp_path / "other.csv", ["mr", "output"], [("D", "d")], ",")
+    with pytest.raises(UserError, match="no reference for the MR 'D'"):
+        read_files(tmp_path / "refs.csv", tmp_path / "other.csv")
+
+
+def test_a_byte_order_mark_is_removed_from_a_tables_first_line_only(tmp_path):
+    path = tmp_path / "refs.tsv"
+    path.write_text("\ufeffmr\tref\nA\t\ufeffa\n", encoding="utf-8")
+    assert read_references(path) == [["\ufeffa"]]
+
+
+# --- the official scorer's numbers on generated systems ------------------------------------------
+
+
+def _rounded(scores: dict[str, float]) -> dict[str, float]:
+    """Our scores under the official names, to the 4 decimals measure_scores.py prints."""
+    keys = ("bleu", "nist", "meteor", "rouge_l", "cider")
+    return {name: round(scores[key], 4) for name, key in zip(METRICS, keys)}
+
+
+def test_the_generated_systems_cover_what_the_example_inputs_do_not(generated):
+    entries = [entry for entry, _ in generated]
+    assert len(entries) >= 20
+    assert {entry["layout"] for entry in entries} == {"text", "text-single", "csv", "tsv", "csv-refs"}
+    assert max(entry["most_references"] for entry in entries) >= 12
+    assert max(entry["mrs"] for entry in entries) >= 547
+    assert sum(entry["empty_outputs"] > 0 for entry in entries) >= 3
+    # unequal reference counts per MR: here mteval-v13a-sig's NIST differs from the largest-count rule
+    assert sum(len({len(instance) for instance in references}) > 1 for _, (references, _) in generated) >= 15
+
+
+def test_bleu_and_nist_equal_the_official_scorers_on_every_generated_system(generated):
+    differences = [
+        (entry["seed"], metric, entry["official"][metric], ours)
+        for entry, (references, predictions) in generated
+        for metric, ours in (("BLEU", round(bleu(references, predictions), 4)),
+                             ("NIST", round(nist(references, predictions), 4)))  # fmt: skip
+        if ours != entry["official"][metric]
+    ]
+    assert differences == []
+
+
+@needs_java
+def test_all_five_scores_equal_the_official_scorers_on_every_generated_system(generated, ours):
+    differences = {
+        entry["seed"]: {metric: (entry["official"][metric], value) for metric, value in _rounded(scores).items()
+                        if value != entry["official"][metric]}
+        for (entry, _), scores in zip(generated, ours[1:])
+    }  # fmt: skip
+    assert {seed: found for seed, found in differences.items() if found} == {}
+
+
+@pytest.mark.skipif(SCORER_MISSING is not None, reason=str(SCORER_MISSING))
+def test_the_official_scorer_run_now_prints_our_scores(generated, live, ours):
+    seeds = [entry["seed"] for entry, _ in generated]
+    assert live.result() == _rounded(ours[1 + seeds.index(LIVE_SEED)])
 
 
 def _write_table(path: Path, header: list[str], rows: list[tuple[str, str]], delimiter: str) -> None:

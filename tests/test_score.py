@@ -1,11 +1,16 @@
 """`peftbench score`: the official metrics on predictions files."""
 
 import json
+import os
+import shutil
 from pathlib import Path
 
 import pytest
 
 from peftbench.cli import main
+from peftbench.errors import UserError
+from peftbench.tasks import get_task, task_names
+from peftbench.tasks.sources import DataSource
 
 EXAMPLE = Path(__file__).parent / "data" / "e2e-metrics-example"
 
@@ -31,35 +36,93 @@ def test_labels_by_name_or_index(capsys, tmp_path):
 
 
 def test_against_the_tasks_own_validation_rows(capsys, tmp_path):
-    from peftbench.tasks import get_task
-
     rows = get_task("rte").load("embedded", None).splits["validation"]
     (tmp_path / "p.txt").write_text("\n".join(str(row["label"]) for row in rows[:-1]) + f"\n{1 - rows[-1]['label']}\n")
     scores = _score(capsys, "rte", "--predictions", str(tmp_path / "p.txt"))
     assert scores == {"accuracy": round((len(rows) - 1) / len(rows), 4)}
 
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+SHARED = Path(os.environ.get("PEFTBENCH_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 
 
-@pytest.mark.parametrize("task, folder, validation", [("boolq", "superglue/BoolQ", "val.jsonl"),
-                                                     ("qnli", "glue/QNLI", "dev.tsv")])  # fmt: skip
-def test_a_data_folder_needs_only_the_file_it_scores(capsys, tmp_path, task, folder, validation):
-    """Scoring reads the validation file alone: a folder without the train file (BoolQ's and QNLI's
-    are not staged in ../shared/data) scores, through the real command line's entry point."""
-    source = SHARED / folder / validation
-    if not source.is_file():
-        pytest.skip(f"{source} is not here")
-    copy = tmp_path / folder
-    copy.mkdir(parents=True)
-    (copy / validation).write_bytes(source.read_bytes())
-    from peftbench.tasks import get_task
+@pytest.mark.parametrize("task, staged", [("boolq", "superglue/BoolQ/val.jsonl"), ("qnli", "glue/QNLI/dev.tsv")])
+def test_the_shared_data_root_scores_a_task_whose_train_file_is_not_staged(capsys, tmp_path, task, staged):
+    """``peftbench score boolq --predictions F --data-dir ../shared/data``: the root holds BoolQ's and
+    QNLI's validation and test files but no train file (MANIFEST.md), and scoring reads only the
+    validation file; through the real command line's entry point."""
+    if not (SHARED / staged).is_file():
+        pytest.skip(f"{SHARED / staged} is not here")
+    rows = get_task(task).load("dir", str(SHARED), ("validation",)).splits["validation"]
+    wrong = 2
+    (tmp_path / "p.txt").write_text("".join(f"{row['label']}\n" for row in rows[:-wrong])
+                                    + "".join(f"{1 - row['label']}\n" for row in rows[-wrong:]))  # fmt: skip
+    scores = _score(capsys, task, "--predictions", str(tmp_path / "p.txt"), "--data-dir", str(SHARED))
+    assert scores == {"accuracy": round((len(rows) - wrong) / len(rows), 4)}
 
-    rows = get_task(task).load("dir", str(tmp_path), ("validation",)).splits["validation"]
-    assert set(get_task(task).load("dir", str(tmp_path), ("validation",)).splits) == {"validation"}
-    (tmp_path / "p.txt").write_text("".join(f"{row['label']}\n" for row in rows[:-2]) + "".join(f"{1 - row['label']}\n" for row in rows[-2:]))
-    scores = _score(capsys, task, "--predictions", str(tmp_path / "p.txt"), "--data-dir", str(tmp_path))
-    assert scores == {"accuracy": round((len(rows) - 2) / len(rows), 4)}
+
+def _data_source(task) -> DataSource | None:
+    """The task's DataSource: its ``load`` is the source's method or a partial over it."""
+    owner = getattr(task.load, "__self__", None)
+    sources = [owner, *getattr(task.load, "args", ())]
+    return next((source for source in sources if isinstance(source, DataSource)), None)
+
+
+def _scored_from_folders() -> list[str]:
+    """Tasks with a labelled split to score (not RAFT's, which scores by folds of train) and an
+    embedded release slice to make a folder of."""
+    tasks = [get_task(name) for name in task_names()]
+    return [task.name for task in tasks if task.has_embedded and not task.folds and _data_source(task)]
+
+
+def _needed(root: Path, home: Path, task, split: str) -> set[Path]:
+    """The files under ``home`` that reading ``split`` from the data root needs: every file or folder
+    whose removal leaves that split's rows unchanged is removed (greedily), the rest is returned."""
+    def rows():
+        try:
+            return task.load("dir", str(root), (split,)).splits.get(split)
+        except UserError:
+            return None
+
+    expected = rows()
+    assert expected, f"{task.name}: no {split} rows in its embedded slice"
+    pending = sorted(home.iterdir())
+    while pending:
+        entry = pending.pop()
+        moved = entry.with_name(entry.name + ".away")
+        entry.rename(moved)
+        if rows() == expected:
+            shutil.rmtree(moved) if moved.is_dir() else moved.unlink()
+            continue
+        moved.rename(entry)
+        if entry.is_dir():
+            pending.extend(sorted(entry.iterdir()))
+    return {path.relative_to(home) for path in home.rglob("*") if path.is_file()}
+
+
+@pytest.mark.parametrize("name", _scored_from_folders())
+def test_every_task_scores_from_a_folder_holding_only_the_scored_splits_file(capsys, tmp_path, name):
+    """A data folder made of the task's embedded release files, less every file reading the scored
+    split does not need: what is left is the scored split's own file (or files), none of which the
+    training split needs too, unless the release keeps both in one file (single-file releases split
+    by a column or a proportion). Then ``peftbench score TASK --data-dir`` scores from that folder
+    (E2E's command reads references files, not a data folder)."""
+    task, source = get_task(name), _data_source(get_task(name))
+    score_root, train_root = tmp_path / "score", tmp_path / "train"
+    for root in (score_root, train_root):
+        shutil.copytree(source.embedded, root / source.home)
+    needed = _needed(score_root, score_root / source.home, task, task.main_split)
+    shared_with_training = set()
+    if task.train_split in task.load("embedded").splits:  # DART ships no training file
+        shared_with_training = needed & _needed(train_root, train_root / source.home, task, task.train_split)
+    assert not shared_with_training or len(needed) == 1, f"{name} reads {sorted(map(str, needed))} to score"
+
+    if task.name == "e2e":
+        return
+    rows = task.load("dir", str(score_root), (task.main_split,)).splits[task.main_split]
+    predictions = [" ".join(row["label"].split()) if task.kind == "generation" else row["label"] for row in rows]
+    (tmp_path / "p.txt").write_text("".join(f"{prediction}\n" for prediction in predictions))
+    scores = _score(capsys, name, "--predictions", str(tmp_path / "p.txt"), "--data-dir", str(score_root))
+    assert scores == {metric: round(value, 4) for metric, value in task.score(predictions, rows).items()}
 
 
 @pytest.mark.parametrize(

@@ -43,10 +43,16 @@ the whole corpus,
     NIST_N = Σ_{n=1}^{N} [Σ_{matched g of order n} Info(g)] / max(t_n, 1)
              · exp(−β · log²(min(t_1 / L̄, 1))),   β = −log 0.5 / log² 1.5,
 
-where L̄ is the total reference length divided by the largest number of references of any
-instance (the scorer pads instances with fewer references with empty ones, and mteval divides by
-the number of reference sets). That division is why the scorer's built-in Python variant, which
-averages per instance, prints a different NIST.
+where L̄ is the total reference length divided by the mean number of non-empty references per
+instance: the scorer pads instances with fewer references than the most with empty ones, and the
+``-sig`` variant of mteval counts, per instance, only the references whose tokens are not empty
+(``score_segment``'s ``$nrefs``), then divides the total by the number of instances
+(``score_system``: ``nist_score($cum_ref_count / $cum_seg_count, …)``). Neither the largest nor the
+padded number of references is L̄'s divisor.
+
+mteval reads the texts from SGML files that measure_scores.py writes without escaping; its
+whitespace is Perl's ``\\s`` on Unicode strings, which unlike Python's leaves U+001C–U+001F inside
+a token.
 """
 
 from __future__ import annotations
@@ -58,22 +64,27 @@ import shutil
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from peftbench.errors import UserError
 
 BLEU_ORDER = 4
 NIST_ORDER = 5
 
-# mteval's `tr/[A-Z]/[a-z]/`: ASCII letters only.
-_ASCII_LOWERCASE = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 _SGML_ENTITIES = (("&quot;", '"'), ("&amp;", "&"), ("&lt;", "<"), ("&gt;", ">"))
-# The same character ranges as mteval's `[\{-\~\[-\` -\&\(-\+\:-\@\/]`: ASCII punctuation except
-# the apostrophe, hyphen, period and comma.
-_SPLIT_PUNCTUATION = re.compile(r"([{-~\[-` -&(-+:-@/])")
+# mteval's `tr/[A-Z]/[a-z]/` (ASCII letters only), then `s/([\{-\~\[-\` -\&\(-\+\:-\@\/])/ $1 /g`
+# (ASCII punctuation but the apostrophe, hyphen, period and comma, spaced out), as one table.
+_SPLIT_PUNCTUATION = [
+    chr(c) for first, last in ("{~", "[`", " &", "(+", ":@", "//") for c in range(ord(first), ord(last) + 1)
+]
+_LOWERCASE_AND_SPLIT = str.maketrans(
+    {**{c: c.lower() for c in "ABCDEFGHIJKLMNOPQRSTUVWXYZ"}, **{c: f" {c} " for c in _SPLIT_PUNCTUATION}}
+)
 _PERIOD_COMMA_AFTER_NON_DIGIT = re.compile(r"([^0-9])([.,])")
 _PERIOD_COMMA_BEFORE_NON_DIGIT = re.compile(r"([.,])([^0-9])")
 _DASH_AFTER_DIGIT = re.compile(r"([0-9])(-)")
-_WHITESPACE = re.compile(r"\s+")
+# Perl's \s on a Unicode string: Python's \s less U+001C..U+001F.
+_WHITESPACE = re.compile("[\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+")
 
 _NIST_BETA = -math.log(0.5) / math.log(1.5) / math.log(1.5)
 
@@ -89,28 +100,46 @@ _ENCODING_REPAIRS = (("Ł", "£"), ("Â£", "£"), ("Ã©", "é"), ("ã©", "é"
 # Reading the scorer's input files
 
 
-def read_references(path: str | Path) -> list[list[str]]:
+def read_references(path: str | Path, output_mrs: list[str] | None = None) -> list[list[str]]:
     """The references of each instance, from the formats measure_scores.py reads.
 
-    A ``.csv``/``.tsv`` file has an MR column and a reference column; consecutive rows with the
-    same MR are one instance. Any other file is plain text, one reference a line, instances
-    separated by an empty line; a text file without an empty line has one reference per instance.
+    A ``.csv``/``.tsv`` file has an MR column and a reference column. When the outputs came from a
+    table too (``output_mrs``, not all empty), each output's references are all the rows with its
+    MR, wherever they stand, in the outputs' order; otherwise consecutive rows with the same MR are
+    one instance. Any other file is plain text, one reference a line, instances separated by an
+    empty line; a text file without an empty line has one reference per instance.
     """
     path = Path(path)
     if _is_table(path):
-        return _group_consecutive_mrs(_read_table(path, _REFERENCE_HEADER))
+        rows = _read_table(path, _REFERENCE_HEADER)
+        if output_mrs and any(output_mrs):
+            return _references_of_mrs(path, rows, output_mrs)
+        return _group_consecutive_mrs(rows)
     instances = _read_blank_line_separated_groups(path)
     if len(instances) == 1:
         return [[reference] for reference in instances[0]]
     return instances
 
 
+def read_files(references_path: str | Path, predictions_path: str | Path) -> tuple[list[list[str]], list[str]]:
+    """(references per instance, predictions) from the scorer's two files, paired as
+    measure_scores.py pairs them (a table of outputs orders a table of references by its MRs)."""
+    output_mrs, predictions = _read_outputs(Path(predictions_path))
+    return read_references(references_path, output_mrs), predictions
+
+
 def read_predictions(path: str | Path) -> list[str]:
     """One prediction per instance: plain text, one a line, or the output column of a csv/tsv."""
-    path = Path(path)
+    return _read_outputs(Path(path))[1]
+
+
+def _read_outputs(path: Path) -> tuple[list[str], list[str]]:
+    """(MR, output) per instance; the MRs of a text file are empty (measure_scores.py's dummy sources)."""
     if _is_table(path):
-        return [output for _, output in _read_table(path, _OUTPUT_HEADER)]
-    return [line.strip() for line in _read_lines(path)]
+        rows = _read_table(path, _OUTPUT_HEADER)
+        return [mr for mr, _ in rows], [output for _, output in rows]
+    outputs = [line.strip() for line in _read_lines(path)]
+    return [""] * len(outputs), outputs
 
 
 def _is_table(path: Path) -> bool:
@@ -118,33 +147,49 @@ def _is_table(path: Path) -> bool:
 
 
 def _read_lines(path: Path) -> list[str]:
-    """The file's lines, split at newlines only (as iterating over the file does)."""
+    """The file's lines as measure_scores.py's ``codecs.open`` gives them: split at every line
+    boundary of ``str.splitlines`` (also U+2028, U+0085, form feed, U+001C–U+001E), not only at
+    newlines."""
     try:
-        with path.open(encoding="utf-8") as handle:
-            return [line.rstrip("\n") for line in handle]
+        return path.read_bytes().decode("utf-8").splitlines()
     except FileNotFoundError:
         raise UserError(f"{path}: no such file") from None
+    except UnicodeDecodeError as error:
+        raise UserError(f"{path}: not UTF-8 (byte {error.start}); save it as UTF-8") from None
 
 
 def _read_blank_line_separated_groups(path: Path) -> list[list[str]]:
+    """measure_scores.py's multi-reference reading: every empty line starts a new instance, so an
+    empty line at the start or a second one in a row would make an instance without references."""
     groups: list[list[str]] = [[]]
-    for line in _read_lines(path):
+    for number, line in enumerate(_read_lines(path), start=1):
         line = line.strip()
         if line:
             groups[-1].append(line)
-        elif groups[-1]:
-            groups.append([])
-    return [group for group in groups if group]
+            continue
+        if not groups[-1]:
+            raise UserError(
+                f"{path}:{number}: an empty line {'at the start' if number == 1 else 'after an empty line'} "
+                "makes an instance without references; separate instances by exactly one empty line"
+            )
+        groups.append([])
+    if not groups[-1]:
+        del groups[-1]
+    return groups
 
 
 def _read_table(path: Path, text_header: str) -> list[tuple[str, str]]:
     """(MR, text) rows of a csv/tsv file, tab-separated when its first line has a tab.
 
     A header row is recognised, as measure_scores.py does, by exactly one column named like an MR
-    and one named like ``text_header``; a file without one must have exactly two columns.
+    and one named like ``text_header``. A file without one is read as two columns, MR then text,
+    as measure_scores.py means to (its test for that case compares lists with 0, so it stops there).
     """
     lines = [line.strip() for line in _read_lines(path)]
-    lines = [_repair_encoding(line.lstrip("\ufeff")) for line in lines if line]
+    if lines:
+        lines[0] = lines[0].replace("\ufeff", "")  # the byte order mark, removed from the first line only
+    lines = [_repair_encoding(line) for line in lines]
+    lines = [line for line in lines if line]
     if not lines:
         raise UserError(f"{path}: no rows")
     rows = list(csv.reader(lines, delimiter="\t" if "\t" in lines[0] else ","))
@@ -172,6 +217,16 @@ def _repair_encoding(line: str) -> str:
     return line
 
 
+def _references_of_mrs(path: Path, rows: list[tuple[str, str]], output_mrs: list[str]) -> list[list[str]]:
+    by_mr: dict[str, list[str]] = {}
+    for mr, reference in rows:
+        by_mr.setdefault(mr, []).append(reference)
+    missing = [mr for mr in output_mrs if mr not in by_mr]
+    if missing:
+        raise UserError(f"{path} has no reference for the MR {missing[0]!r} of the outputs; score outputs of its MRs")
+    return [by_mr[mr] for mr in output_mrs]
+
+
 def _group_consecutive_mrs(rows: list[tuple[str, str]]) -> list[list[str]]:
     groups: list[list[str]] = []
     previous_mr = None
@@ -189,17 +244,25 @@ def _group_consecutive_mrs(rows: list[tuple[str, str]]) -> list[list[str]]:
 
 def score(references: list[list[str]], predictions: list[str]) -> dict[str, float]:
     """The five official E2E scores: BLEU, NIST, METEOR, ROUGE-L, CIDEr (full precision)."""
-    _check_paired(references, predictions)
-    return {
-        "bleu": bleu(references, predictions),
-        "nist": nist(references, predictions),
-        **_coco_scores(references, predictions),
-    }
+    return score_systems([(references, predictions)])[0]
+
+
+def score_systems(systems: list[tuple[list[list[str]], list[str]]]) -> list[dict[str, float]]:
+    """``score`` of each (references, predictions) system, with one PTB tokenizer run and one
+    METEOR process for all of them (starting Java is most of the time on small systems)."""
+    for references, predictions in systems:
+        _check_paired(references, predictions)
+    meteor = _start_meteor()  # Java loads METEOR's paraphrase table while mteval counts
+    mteval = [_MatchStatistics.collect(*system, max(BLEU_ORDER, NIST_ORDER)) for system in systems]
+    return [
+        {"bleu": statistics.bleu(BLEU_ORDER), "nist": statistics.nist(NIST_ORDER), **coco}
+        for statistics, coco in zip(mteval, _coco_scores(systems, meteor))
+    ]
 
 
 def score_files(references_path: str | Path, predictions_path: str | Path) -> dict[str, float]:
-    """``score`` on files as measure_scores.py reads them (see the two readers)."""
-    return score(read_references(references_path), read_predictions(predictions_path))
+    """``score`` on files as measure_scores.py reads them (see ``read_files``)."""
+    return score(*read_files(references_path, predictions_path))
 
 
 def _check_paired(references: list[list[str]], predictions: list[str]) -> None:
@@ -218,35 +281,13 @@ def _check_paired(references: list[list[str]], predictions: list[str]) -> None:
 def bleu(references: list[list[str]], predictions: list[str], max_order: int = BLEU_ORDER) -> float:
     """mteval-v13a's corpus BLEU over orders 1..max_order (4 is the reported score)."""
     _check_paired(references, predictions)
-    statistics = _MatchStatistics.collect(references, predictions, max_order)
-    hypothesis_words = statistics.hypothesis_ngrams[0]
-    if not hypothesis_words:
-        return 0.0
-    brevity_penalty = math.exp(min(0.0, 1 - statistics.closest_reference_length / hypothesis_words))
-    log_precision_sum = 0.0
-    smoothing = 1
-    for matches, hypothesis_ngrams in zip(statistics.matches, statistics.hypothesis_ngrams):
-        if hypothesis_ngrams == 0:
-            continue  # mteval's log precision 0 for an order the prediction is too short for
-        if matches == 0:
-            smoothing *= 2
-            log_precision_sum += math.log(1 / (smoothing * hypothesis_ngrams))
-        else:
-            log_precision_sum += math.log(matches / hypothesis_ngrams)
-    return math.exp(log_precision_sum / max_order) * brevity_penalty
+    return _MatchStatistics.collect(references, predictions, max_order).bleu(max_order)
 
 
 def nist(references: list[list[str]], predictions: list[str], max_order: int = NIST_ORDER) -> float:
     """mteval-v13a's corpus NIST over orders 1..max_order (5 is the reported score)."""
     _check_paired(references, predictions)
-    statistics = _MatchStatistics.collect(references, predictions, max_order)
-    information = sum(
-        info / max(hypothesis_ngrams, 1)
-        for info, hypothesis_ngrams in zip(statistics.information, statistics.hypothesis_ngrams)
-    )
-    reference_sets = max(len(instance) for instance in references)
-    mean_reference_length = statistics.reference_words / reference_sets
-    return information * _nist_length_penalty(statistics.hypothesis_ngrams[0] / mean_reference_length)
+    return _MatchStatistics.collect(references, predictions, max_order).nist(max_order)
 
 
 def _nist_length_penalty(length_ratio: float) -> float:
@@ -263,42 +304,36 @@ def mteval_tokenize(text: str) -> list[str]:
     text = _WHITESPACE.sub(" ", text).replace("<skipped>", "")
     for entity, character in _SGML_ENTITIES:
         text = text.replace(entity, character)
-    text = f" {text} ".translate(_ASCII_LOWERCASE)
-    text = _SPLIT_PUNCTUATION.sub(r" \1 ", text)
+    text = f" {text} ".translate(_LOWERCASE_AND_SPLIT)
     text = _PERIOD_COMMA_AFTER_NON_DIGIT.sub(r"\1 \2 ", text)
     text = _PERIOD_COMMA_BEFORE_NON_DIGIT.sub(r" \1 \2", text)
     text = _DASH_AFTER_DIGIT.sub(r"\1 \2 ", text)
-    return text.split()
+    return [token for token in _WHITESPACE.split(text) if token]
 
 
 def _ngram_counts(tokens: list[str], max_order: int) -> Counter[tuple[str, ...]]:
     """How often each n-gram of orders 1..max_order occurs in ``tokens``."""
-    return Counter(
-        tuple(tokens[start : start + order])
-        for order in range(1, max_order + 1)
-        for start in range(len(tokens) - order + 1)
-    )
-
-
-def _information_weights(
-    tokenized_references: list[list[list[str]]], max_order: int
-) -> dict[tuple[str, ...], float]:
-    """NIST's Info(w_1 … w_n) = log2(count(w_1 … w_{n−1}) / count(w_1 … w_n)) over all references."""
     counts: Counter[tuple[str, ...]] = Counter()
-    for instance in tokenized_references:
+    for order in range(1, max_order + 1):
+        counts.update(zip(*(tokens[start:] for start in range(order))))
+    return counts
+
+
+def _information(reference_counts: list[list[Counter]]) -> Callable[[tuple[str, ...]], float]:
+    """NIST's Info(w_1 … w_n) = log2(count(w_1 … w_{n−1}) / count(w_1 … w_n)), counted over all
+    references (from each reference's n-gram counts), for any n-gram they hold."""
+    counts: Counter[tuple[str, ...]] = Counter()
+    for instance in reference_counts:
         for reference in instance:
-            counts.update(_ngram_counts(reference, max_order))
+            counts.update(reference)
     total_words = sum(count for ngram, count in counts.items() if len(ngram) == 1)
 
-    def prefix_count(ngram: tuple[str, ...]) -> int:
+    def information(ngram: tuple[str, ...]) -> float:
         # mteval tests the joined prefix for truth, and Perl reads the string "0" as false.
-        if len(ngram) == 1 or ngram[:-1] == ("0",):
-            return total_words
-        return counts[ngram[:-1]]
+        prefix_count = total_words if len(ngram) == 1 or ngram[:-1] == ("0",) else counts[ngram[:-1]]
+        return -math.log(counts[ngram] / prefix_count) / math.log(2)
 
-    return {
-        ngram: -math.log(count / prefix_count(ngram)) / math.log(2) for ngram, count in counts.items()
-    }
+    return information
 
 
 def _closest_reference_length(reference_lengths: list[int], hypothesis_length: int) -> int:
@@ -310,66 +345,121 @@ def _closest_reference_length(reference_lengths: list[int], hypothesis_length: i
 
 @dataclass
 class _MatchStatistics:
-    """mteval's corpus totals; the lists are indexed by order − 1."""
+    """mteval's corpus totals, from which BLEU and NIST of any order up to the collected one
+    follow; the lists are indexed by order − 1."""
 
     matches: list[int]
     hypothesis_ngrams: list[int]
     information: list[float]
+    instances: int = 0
     closest_reference_length: int = 0
     reference_words: int = 0
+    nonempty_references: int = 0
 
     @classmethod
     def collect(
         cls, references: list[list[str]], predictions: list[str], max_order: int
     ) -> _MatchStatistics:
-        tokenized_references = [[mteval_tokenize(r) for r in instance] for instance in references]
-        weights = _information_weights(tokenized_references, max_order)
+        tokenized = [[mteval_tokenize(r) for r in instance] for instance in references]
+        counts = [[_ngram_counts(r, max_order) for r in instance] for instance in tokenized]
+        information_of = _information(counts)
         statistics = cls([0] * max_order, [0] * max_order, [0.0] * max_order)
-        for instance, prediction in zip(tokenized_references, predictions):
-            statistics._add_instance(instance, mteval_tokenize(prediction), weights)
+        for instance, instance_counts, prediction in zip(tokenized, counts, predictions):
+            statistics._add_instance(instance, instance_counts, mteval_tokenize(prediction), information_of)
         return statistics
 
     def _add_instance(
         self,
         references: list[list[str]],
+        reference_counts: list[Counter],
         hypothesis: list[str],
-        weights: dict[tuple[str, ...], float],
+        information_of: Callable[[tuple[str, ...]], float],
     ) -> None:
         max_order = len(self.matches)
-        max_reference_counts: Counter[tuple[str, ...]] = Counter()
-        for reference in references:
-            max_reference_counts |= _ngram_counts(reference, max_order)
+        max_reference_counts: dict[tuple[str, ...], int] = {}
+        for counts in reference_counts:
+            for ngram, count in counts.items():
+                if count > max_reference_counts.get(ngram, 0):
+                    max_reference_counts[ngram] = count
         for ngram, count in _ngram_counts(hypothesis, max_order).items():
-            clipped = min(count, max_reference_counts[ngram])
+            clipped = min(count, max_reference_counts.get(ngram, 0))
             if clipped:
                 self.matches[len(ngram) - 1] += clipped
-                self.information[len(ngram) - 1] += weights[ngram] * clipped
+                self.information[len(ngram) - 1] += information_of(ngram) * clipped
         for order in range(1, max_order + 1):
             self.hypothesis_ngrams[order - 1] += max(len(hypothesis) - order + 1, 0)
         lengths = [len(reference) for reference in references]
+        self.instances += 1
         self.closest_reference_length += _closest_reference_length(lengths, len(hypothesis))
         self.reference_words += sum(lengths)
+        self.nonempty_references += sum(1 for length in lengths if length)
+
+    def bleu(self, max_order: int) -> float:
+        hypothesis_words = self.hypothesis_ngrams[0]
+        if not hypothesis_words:
+            return 0.0
+        brevity_penalty = math.exp(min(0.0, 1 - self.closest_reference_length / hypothesis_words))
+        log_precision_sum = 0.0
+        smoothing = 1
+        for matches, hypothesis_ngrams in zip(self.matches[:max_order], self.hypothesis_ngrams[:max_order]):
+            if hypothesis_ngrams == 0:
+                continue  # mteval's log precision 0 for an order the prediction is too short for
+            if matches == 0:
+                smoothing *= 2
+                log_precision_sum += math.log(1 / (smoothing * hypothesis_ngrams))
+            else:
+                log_precision_sum += math.log(matches / hypothesis_ngrams)
+        return math.exp(log_precision_sum / max_order) * brevity_penalty
+
+    def nist(self, max_order: int) -> float:
+        if not self.reference_words:
+            raise UserError("every reference is empty once tokenized: NIST needs reference words")
+        information = sum(
+            info / max(hypothesis_ngrams, 1)
+            for info, hypothesis_ngrams in zip(self.information[:max_order], self.hypothesis_ngrams[:max_order])
+        )
+        mean_reference_length = self.reference_words / (self.nonempty_references / self.instances)
+        return information * _nist_length_penalty(self.hypothesis_ngrams[0] / mean_reference_length)
 
 
-def _coco_scores(references: list[list[str]], predictions: list[str]) -> dict[str, float]:
-    """METEOR, ROUGE-L and CIDEr by pycocoevalcap on PTB-tokenized text, as the scorer runs them."""
+def _start_meteor():
+    """pycocoevalcap's METEOR 1.5, a Java process that reads its paraphrase table before it answers."""
     if shutil.which("java") is None:
         raise UserError(
             "METEOR and the PTB tokenizer of the E2E metrics need Java: install a JRE "
             "(e.g. `apt-get install default-jre-headless`) so that `java` is on PATH"
         )
-    from pycocoevalcap.cider.cider import Cider
     from pycocoevalcap.meteor.meteor import Meteor
+
+    return Meteor()
+
+
+def _coco_scores(systems: list[tuple[list[list[str]], list[str]]], meteor) -> list[dict[str, float]]:
+    """METEOR, ROUGE-L and CIDEr by pycocoevalcap on PTB-tokenized text, as the scorer runs them.
+
+    The tokenizer keeps one caption a line, so one run over all systems' captions gives each the
+    tokens a run of its own would; METEOR's ``EVAL`` line scores exactly the statistics it is given.
+    """
+    from pycocoevalcap.cider.cider import Cider
     from pycocoevalcap.rouge.rouge import Rouge
     from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
 
     tokenizer = PTBTokenizer()
-    gts = tokenizer.tokenize(
-        {i: [{"caption": reference} for reference in instance] for i, instance in enumerate(references)}
-    )
-    res = tokenizer.tokenize({i: [{"caption": prediction}] for i, prediction in enumerate(predictions)})
-    return {
-        "meteor": float(Meteor().compute_score(gts, res)[0]),
-        "rouge_l": float(Rouge().compute_score(gts, res)[0]),
-        "cider": float(Cider().compute_score(gts, res)[0]),
-    }
+    gts = tokenizer.tokenize({
+        (s, i): [{"caption": reference} for reference in instance]
+        for s, (references, _) in enumerate(systems) for i, instance in enumerate(references)
+    })  # fmt: skip
+    res = tokenizer.tokenize({
+        (s, i): [{"caption": prediction}]
+        for s, (_, predictions) in enumerate(systems) for i, prediction in enumerate(predictions)
+    })  # fmt: skip
+    scores = []
+    for s, (_, predictions) in enumerate(systems):
+        system_gts = {i: gts[s, i] for i in range(len(predictions))}
+        system_res = {i: res[s, i] for i in range(len(predictions))}
+        scores.append({
+            "meteor": float(meteor.compute_score(system_gts, system_res)[0]),
+            "rouge_l": float(Rouge().compute_score(system_gts, system_res)[0]),
+            "cider": float(Cider().compute_score(system_gts, system_res)[0]),
+        })  # fmt: skip
+    return scores
