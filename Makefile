@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 
-.PHONY: install run test test-slow bench clean
+.PHONY: install run test test-slow bench reference reference-e2e clean
 
 install: $(STAMP)
 
@@ -33,5 +33,26 @@ test: $(STAMP)
 test-slow: $(STAMP)
 	$(OFFLINE) $(BIN)/python -m pytest -q -m slow
 
+# AdapterHub's outputs for tests/test_adapterhub_parity.py, rewritten into tests/data/adapterhub/.
+# adapters 1.3.0 pins transformers 4.57, so it gets a side environment (.venv-reference) of its own;
+# torch first, pinned as above, so pip takes the CPU wheel.
+REF_VENV  := .venv-reference
+REF_STAMP := $(REF_VENV)/.installed
+
+$(REF_STAMP):
+	test -x $(REF_VENV)/bin/python || $(PYTHON) -m venv $(REF_VENV)
+	$(REF_VENV)/bin/python -m pip install -q --disable-pip-version-check torch==2.13.0
+	$(REF_VENV)/bin/python -m pip install -q --disable-pip-version-check adapters==1.3.0 transformers==4.57.6
+	touch $(REF_STAMP)
+
+reference: $(REF_STAMP)
+	$(OFFLINE) $(REF_VENV)/bin/python scripts/reference/adapterhub.py --out tests/data/adapterhub
+
+# The official E2E scorer's numbers on the generated systems of tests/e2e_systems.py, rewritten into
+# tests/data/e2e-official/scores.json. ../shared/tools/e2e-metrics/score.sh sets itself up on its
+# first run (Debian's libxml-twig-perl, a private venv); needs Java and Perl; about ten minutes.
+reference-e2e: $(STAMP)
+	$(BIN)/python scripts/reference/e2e_official.py --out tests/data/e2e-official/scores.json
+
 clean:
-	rm -rf $(VENV) *.egg-info .pytest_cache
+	rm -rf $(VENV) $(REF_VENV) *.egg-info .pytest_cache

@@ -237,16 +237,19 @@ def test_pfeiffer_wiring_is_adapterhubs(model_name):
 
 
 @pytest.mark.parametrize("model_name", ["tiny-bert", "tiny-llama", "tiny-t5"])
-def test_parallel_adapter_reads_the_ffn_input_and_adds_to_its_output(model_name):
+def test_parallel_adapter_reads_the_ffn_sublayer_input_and_adds_to_its_output(model_name):
+    """x is the sublayer's input: the FFN's own input post-LN (BERT); pre-LN (Llama, T5) the residual
+    stream before the FFN's layer norm, as He et al.'s released code and AdapterHub's par_bn."""
     model, tokenizer = tiny_classifier(model_name)
     apply_method(model, {**PARALLEL, "scaling": 2.5}, model_name)
     _nonzero_up(model)
     anatomy = _anatomy(model_name)
     wrapper = model.get_submodule(locate(model, anatomy, "ffn.out")[0][0])
     assert isinstance(wrapper, ParallelAdapter)
+    source = "ln.ffn" if anatomy.pre_norm else "ffn.in"
     seen = {}
     hooks = [
-        _record_input(model.get_submodule(locate(model, anatomy, "ffn.in")[0][0]), seen, "ffn_x"),
+        _record_input(model.get_submodule(locate(model, anatomy, source)[0][0]), seen, "ffn_x"),
         _record(getattr(wrapper, ADAPTER), seen, "a"),
         _record(wrapper.base, seen, "ffn"),
         _record(wrapper, seen, "out"),
@@ -255,7 +258,7 @@ def test_parallel_adapter_reads_the_ffn_input_and_adds_to_its_output(model_name)
         model(**batch(tokenizer))
     for hook in hooks:
         hook.remove()
-    torch.testing.assert_close(seen["a"][0][0], seen["ffn_x"])  # A reads x, the FFN's input
+    torch.testing.assert_close(seen["a"][0][0], seen["ffn_x"])  # A reads x, the sublayer's input
     assert seen["a"][1].abs().max() > 1e-3
     torch.testing.assert_close(seen["out"][1], seen["ffn"][1] + 2.5 * seen["a"][1])  # FFN(x) + s·A(x)
 

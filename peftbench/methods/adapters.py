@@ -32,9 +32,15 @@ variants differ in where A sits, what feeds it, what else trains and how it star
     sits on the block's output).
 
 ``parallel`` — He et al., ICLR 2022 (arXiv 2110.04366), Eq. 6 and Fig. 1(c): the adapter runs
-    *beside* the FFN, reading the FFN's input x and adding its scaled output to the FFN's
-    output: ``FFN(x) + s · A(x)`` (input captured with a forward pre-hook on ``ffn.in``, sum on
-    ``ffn.out``). s = 4, f = ReLU, m = 512 and the "lora" initialisation of the authors' code
+    *beside* the FFN sublayer, reading the sublayer's input x and adding its scaled output to the
+    FFN's output: ``FFN(x) + s · A(x)`` (sum on ``ffn.out``). x is the residual stream the
+    sublayer starts from: in a post-LN block (BERT) the FFN's own input (captured with a forward
+    pre-hook on ``ffn.in``), in a pre-LN block (GPT-2, Llama, T5) the input of the sublayer's
+    layer norm (a pre-hook on ``ln.ffn``), not the normed FFN input — the authors' released code
+    (jxhe/unify-parameter-efficient-tuning@3222ce2, modeling_mbart.py: the adapter reads
+    ``hidden_states`` before ``final_layer_norm``, "this corresponds to old Hi, and this is
+    final") and AdapterHub's ``ParBnConfig`` (``ParallelAdapter.pre_forward`` reads the sublayer's
+    residual input). s = 4, f = ReLU, m = 512 and the "lora" initialisation of the authors' code
     (W_down Kaiming-uniform, W_up = 0, biases 0), so it starts as the identity.
 
 ``lin`` — Lin, Madotto & Fung, Findings of EMNLP 2020 (arXiv 2004.03829), the LoRA paper's
@@ -212,7 +218,8 @@ class PostNormAdapter(nn.Module):
 
 
 class ParallelAdapter(WrappedProjection):
-    """``FFN(x) + s · A(x)``: wraps the FFN output projection; x comes from a pre-hook on the FFN input."""
+    """``FFN(x) + s · A(x)``: wraps the FFN output projection; x comes from a pre-hook on the
+    sublayer's input (``ffn.in`` post-LN, ``ln.ffn`` pre-LN)."""
 
     def __init__(self, base: nn.Module, adapter: Bottleneck, scaling: float):
         super().__init__(base)
@@ -221,14 +228,14 @@ class ParallelAdapter(WrappedProjection):
         self._ffn_input = None
 
     def capture(self, module, args):
-        """Forward pre-hook on ``ffn.in``: remember the FFN's input for this forward pass."""
+        """Forward pre-hook on ``ffn.in`` or ``ln.ffn``: remember the sublayer's input for this forward pass."""
         self._ffn_input = args[0]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.base(x)
         ffn_input, self._ffn_input = self._ffn_input, None
         if ffn_input is None:
-            raise RuntimeError("parallel adapter: the FFN input was not captured (ffn.in did not run first)")
+            raise RuntimeError("parallel adapter: the FFN sublayer's input was not captured (its hook did not run first)")
         return out + self.scaling * getattr(self, ADAPTER)(ffn_input)
 
 
@@ -342,10 +349,10 @@ class Parallel(_Adapters):
     name = "parallel"
     fusion_stage = True  # AdapterFusion fuses its runs (Pfeiffer et al. 2021 §3.1)
     Config = ParallelConfig
-    needs = ("ffn.in", "ffn.out")
+    needs = ("ffn.in", "ffn.out", "ln.ffn")
 
     def _adapt(self, model, anatomy) -> None:
-        inputs = dict(self._kept(model, anatomy, "ffn.in"))
+        inputs = dict(self._kept(model, anatomy, "ln.ffn" if anatomy.pre_norm else "ffn.in"))
         for block, path in self._kept(model, anatomy, "ffn.out"):
             base = model.get_submodule(path)
             wrapper = ParallelAdapter(base, self._bottleneck(model, anatomy, base), self.config.scaling)
