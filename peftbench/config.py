@@ -134,6 +134,7 @@ LATER_OPTIONS = {
     "trainer": {"group_by_length": True, "frozen_bf16": False, "init_from_task": None},
     "task": {"tasks": [], "temperature": 1.0},
     "data": {"train_samples": None},
+    "method": {"init": "kaiming"},  # LoRA's A, initialised so before the option existed
 }
 
 

@@ -74,13 +74,14 @@ class Planner:
         from omegaconf import OmegaConf
 
         from peftbench.formats import FORMATS
-        from peftbench.models.load import architecture_config, check_weights
+        from peftbench.models.load import architecture_config, check_weights, load_tokenizer
         from peftbench.results.record import RunIndex, run_id
 
         model_cfg = OmegaConf.to_object(cfg.model)
         name, tasks = run_tasks(config["task"])
         method = method_from_config(config["method"])
         method.tasks = [task.name for task in tasks]
+        method.class_labels = list(dict.fromkeys(word for task in tasks for word in task.verbalizers))
         check_trainer(config["trainer"], config["task"])
         anatomy = checked_anatomy(model_cfg)
         check_weights(model_cfg)
@@ -89,6 +90,7 @@ class Planner:
         formats = [run_format(task, model_cfg.family, config["task"]["format"], method) for task in tasks]
         if len(tasks) > 1:
             _check_multitask(method, model_cfg, [FORMATS[f].trains_head for f in formats], config["task"]["temperature"])
+        method.check_tokenizer(lambda: load_tokenizer(model_cfg))
         parts = [Part(task, self._data(config["data"], task, config["seed"]), fmt) for task, fmt in zip(tasks, formats)]
         results_dir = Path(config["results_dir"])
         _check_writable(results_dir)
@@ -177,10 +179,11 @@ def run_format(task, family: str, override: str | None, method) -> str:
 
     fmt = format_name(task, family, override)
     method.check_format(task, fmt)
-    if fmt == "generation" and not method.generates:
+    if fmt == "generation" and family not in method.generates:
         raise UserError(
-            f"method '{method.name}' cannot decode text yet (its soft prompt is not carried through "
-            f"generate's KV cache), so it cannot run task {task.name}; use method=prefix or method=lora"
+            f"method '{method.name}' cannot decode text yet on {family} models (its soft prompt is not carried "
+            f"through generate's KV cache), so it cannot run task {task.name} there; use an encoder_decoder "
+            "model (e.g. model=t5-base), or method=prefix or method=lora"
         )
     return fmt
 

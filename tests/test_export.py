@@ -36,7 +36,7 @@ def _finished_run(tmp_path, model_name, method=("method=lora",)):  # decoders ra
     return run_dir, record
 
 
-PROMPT = ("method=prompt", "method.length=4", "method.init=sampled_vocab")
+PROMPT = ("method=prompt", "method.length=4", "method.init=sampled_vocab", "method.vocab_top=0")  # no frequency order
 PTUNING = ("method=ptuning", "method.length=4")
 ONE_ROW = ("a tiny test sentence",)  # peft's decoder prompt learning pools the last position: no padding
 

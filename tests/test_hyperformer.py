@@ -17,14 +17,14 @@ PAPER_TASKS = "task=[rte,sst2,mrpc,stsb,qqp,mnli,qnli,cola]"  # the paper's eigh
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def _adapted(name, model_name="tiny-t5", tasks=TASKS):
+def _adapted(name, model_name="tiny-t5", tasks=TASKS, **settings):
     from peftbench.config import model_config
     from peftbench.methods import build_method
     from peftbench.methods.base import attach
     from peftbench.models.anatomy import anatomy_of
 
     model, tokenizer = tiny_classifier(model_name)
-    method = build_method({"name": name})
+    method = build_method({"name": name, **settings})
     method.tasks = list(tasks)
     attach(method, model, anatomy_of(model_config(model_name).architecture["model_type"]))
     return model, tokenizer, method
@@ -100,6 +100,59 @@ def test_params_per_task_share_matches_the_paper(capsys, model, name, paper_shar
     assert share == pytest.approx(paper_share, abs=0.03)
     main(["params", f"model={model}", f"method={name}", PAPER_TASKS])
     assert "per task" in capsys.readouterr().out
+
+
+def test_hyperformer_task_embedding_goes_through_the_projector_by_default():
+    """Seed 002: I_τ = h_I(z_τ), h_I two linear layers with a ReLU (the authors' TaskHyperNet,
+    e -> 128 -> 64); every site's generators read I_τ, not z_τ."""
+    _, _, method = _adapted("hyperformer")
+    container = method._container
+    linear_in, relu, linear_out = container.projector
+    assert isinstance(relu, torch.nn.ReLU)
+    assert (linear_in.in_features, linear_in.out_features, linear_out.out_features) == (64, 128, 64)
+    seen = []
+    container.projector.register_forward_hook(lambda module, args, out: seen.append((args[0], out)))
+    rte = TASKS.index("rte")
+    for site in (0, len(container.sites) - 1):
+        weights = method.adapter_weights("rte", site)
+        z, projected = seen[-1]
+        assert torch.equal(z, container.task_embeddings[rte])
+        expected = container.generators[site](projected)
+        assert all(torch.equal(weights[key], expected[key]) for key in weights)
+        assert container.generators[site].down.in_features == 64  # the projected width
+    assert any(name.startswith("projector.") for name, _ in container.named_parameters())
+
+
+def test_task_projector_false_is_the_ablation_without_it():
+    """Table 4's "– Task projector" (and the released config): z_τ straight into the generators."""
+    _, _, method = _adapted("hyperformer", task_projector=False, task_embedding_dim=16)
+    container = method._container
+    assert container.projector is None
+    assert not any("projector" in name for name, _ in container.named_parameters())
+    z = container.task_embeddings[TASKS.index("mrpc")]
+    expected = container.generators[3](z)
+    assert container.generators[3].down.in_features == 16
+    assert all(torch.equal(method.adapter_weights("mrpc", 3)[k], expected[k]) for k in expected)
+
+
+def test_hyperformer_pp_keeps_its_projector(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["params", "model=t5-base", "method=hyperformer_pp", "+method.task_projector=false", "task=[rte,mrpc]"])
+    assert exit_info.value.code == 2 and "Hyperformer++ conditions on layer and position" in capsys.readouterr().err
+
+
+def test_hyperformer_count_by_hand_on_t5_base(capsys):
+    # Per site (2 per block, 12 encoder + 12 decoder blocks): D, U with biases, γ, β generated from
+    # I_τ (64); shared: 8 task embeddings (64) and the projector 64 -> 128 -> 64.
+    d, m, e = 768, 24, 64
+    site = (e * m * d + m * d) + (e * m + m) + (e * d * m + d * m) + (e * d + d) + 2 * (e * d + d)
+    projector = (e * 128 + 128) + (128 * 64 + 64)
+    norms = (12 * 2 + 1 + 12 * 3 + 1) * d
+    main(["params", "model=t5-base", "method=hyperformer", PAPER_TASKS, "--json"])
+    counts = json.loads(capsys.readouterr().out)
+    assert counts["trainable_method"] == 8 * e + projector + 48 * site + norms
+    main(["params", "model=t5-base", "method=hyperformer", "method.task_projector=false", PAPER_TASKS, "--json"])
+    assert json.loads(capsys.readouterr().out)["trainable_method"] == 8 * e + 48 * site + norms
 
 
 def test_hyperformer_pp_count_by_hand_on_t5_base(capsys):

@@ -108,3 +108,61 @@ def test_initial_update_is_zero():
     inputs = batch(tokenizer)
     with torch.no_grad():
         torch.testing.assert_close(model(**inputs).logits, reference(**inputs).logits, atol=1e-6, rtol=0)
+
+
+# --- A's initialisation: the released code's Kaiming-uniform by default, the paper's Gaussian as an option
+
+
+def _lora_A(node):
+    model, _ = tiny_classifier("tiny-bert")
+    torch.manual_seed(0)
+    apply_method(model, node, "tiny-bert")
+    return model.bert.encoder.layer[0].attention.self.query.lora_A.detach()
+
+
+def test_default_a_is_kaiming_uniform_as_loralib():
+    """loralib's Linear.reset_parameters: kaiming_uniform_(a=√5), i.e. U(±1/√k) for k inputs."""
+    A = _lora_A({k: v for k, v in LORA.items() if k != "init"})
+    bound = 1 / A.shape[1] ** 0.5
+    assert A.abs().max() <= bound and A.abs().max() > 0.9 * bound
+    torch.manual_seed(0)
+    expected = torch.empty_like(A)
+    torch.nn.init.kaiming_uniform_(expected, a=5**0.5)
+    torch.testing.assert_close(A, expected, rtol=0, atol=0)
+
+
+def test_gaussian_a_is_normal_with_peft_sigma():
+    """init=gaussian: the paper's Gaussian A, σ = 1/r as peft's init_lora_weights="gaussian" (a uniform
+    A of this width could not exceed 1/√k = 0.18, which a Gaussian of σ = 0.125 does)."""
+    A = _lora_A({**LORA, "init": "gaussian", "r": 8})
+    assert abs(A.std().item() - 1 / 8) < 0.02 and abs(A.mean().item()) < 0.02
+    assert A.abs().max() > 1 / A.shape[1] ** 0.5
+    torch.manual_seed(0)
+    torch.testing.assert_close(A, torch.randn_like(A) / 8, rtol=0, atol=0)
+
+
+def test_unknown_init_is_one_line():
+    from peftbench.errors import UserError
+
+    with pytest.raises(UserError, match="method.init 'xavier' is unknown; choose one of kaiming, gaussian"):
+        build_method({**LORA, "init": "xavier"})
+
+
+@pytest.mark.usefixtures("one_thread")
+@pytest.mark.parametrize("overrides, expected", [((), "kaiming"), (("method.init=gaussian",), "gaussian")])
+def test_record_says_which_init(tmp_path, overrides, expected):
+    from peftbench.config import identity
+    from peftbench.launch import compose
+    from peftbench.plan import plan
+    from peftbench.run import execute
+
+    config = compose(["model=tiny-bert", "method=lora", *overrides, "task=rte", "data.source=embedded",
+                      "trainer.max_steps=1", "data.max_eval_samples=4", "trainer.progress=false",
+                      f"results_dir={tmp_path}"])  # fmt: skip
+    planned = plan(config)
+    record = execute(planned)
+    assert record["status"] == "complete" and record["method_config"]["init"] == expected
+    # the default leaves the run id as it was before the option existed (runs recorded then stay found)
+    method = {k: v for k, v in planned.config["method"].items() if k != "init"}
+    assert ("init" in identity(planned.config)["method"]) == (expected != "kaiming")
+    assert identity({**planned.config, "method": method})["method"] == method

@@ -197,7 +197,8 @@ def test_sampled_vocab_init_takes_vocabulary_rows(top):
 def test_class_label_init_embeds_the_label_words_then_samples():
     model, tokenizer = tiny_classifier("tiny-bert")
     words = ["negative", "unbelievably positive"]
-    model, _ = _apply("tiny-bert", {"name": "prompt", "length": 6, "init": "class_label", "init_words": words}, tokenizer)
+    node = {"name": "prompt", "length": 6, "init": "class_label", "init_words": words, "vocab_top": 0}  # WordPiece: no order
+    model, _ = _apply("tiny-bert", node, tokenizer)
     table = model.get_input_embeddings().weight.detach()
     prompt = model.bert.soft_prompt.embedding.weight.detach()
     for row, word in zip(prompt, words):
@@ -216,6 +217,103 @@ def test_class_label_without_words_falls_back_to_sampled_vocab():
     with pytest.warns(UserWarning, match="sampled vocabulary"):
         model, _ = _apply("tiny-bert", {"name": "prompt", "length": 4, "init": "class_label"})
     assert _is_vocab_row(model.bert.soft_prompt.embedding.weight.detach(), model.get_input_embeddings().weight)
+
+
+# --- the paper's defaults: class labels from the task, samples from the 5,000 most frequent ids -----
+
+
+def _planned_prompt(tmp_path, *overrides):
+    from peftbench.launch import compose, expand_lists
+    from peftbench.plan import plan
+
+    return plan(compose(expand_lists(["method=prompt", "data.source=embedded", f"results_dir={tmp_path}", *overrides])))
+
+
+def _attached(p):
+    """The planned run's method on its tiny language model, with the run's tokenizer (as a run does)."""
+    from peftbench.methods.base import attach
+    from peftbench.models.load import load_language_model, load_tokenizer
+
+    tokenizer = load_tokenizer(p.model_cfg)
+    model = load_language_model(p.model_cfg, tokenizer)
+    attach(p.method, model, p.anatomy, tokenizer, train_head=False)
+    from peftbench.methods.soft_prompt import SoftPrompt
+
+    (module,) = [m for m in model.modules() if isinstance(m, SoftPrompt)]
+    return model, tokenizer, module.embedding.weight.detach()
+
+
+def test_class_label_default_embeds_the_tasks_label_words_first(tmp_path):
+    """Lester et al. §3.2 and the official from_embedded_list: prompt[i] = mean embedding of class
+    label i's tokens, the rest sampled; the labels are the run's tasks' verbalisers, each once."""
+    p = _planned_prompt(tmp_path, "model=tiny-gpt2", "task=[rte,cb]", "method.vocab_top=0", "method.length=12")
+    assert p.method.config.init == "class_label" and not p.method.config.init_words
+    words = ["True", "False", "true", "false", "neither"]  # rte's, then cb's (cb's "true"/"false" are new words)
+    assert p.method.class_labels == words
+    model, tokenizer, prompt = _attached(p)
+    table = model.get_input_embeddings().weight.detach()
+    for row, word in zip(prompt, words):
+        ids = tokenizer(word, add_special_tokens=False)["input_ids"]
+        torch.testing.assert_close(row, table[ids].float().mean(dim=0), rtol=0, atol=0)
+    assert _is_vocab_row(prompt[len(words) :], table)
+
+
+def test_single_token_labels_are_the_rows_peft_embeds_for_their_text(tmp_path):
+    """Outside reference: HF peft's PromptTuningInit.TEXT embeds the tokens of a text, special tokens
+    included ([CLS] t1 t2 t3 [SEP] for MiniLM's tokenizer). For cb's single-token labels, our first
+    rows are peft's rows 1-3 for the text "true false neither"."""
+    from peft import PromptTuningConfig, PromptTuningInit
+    from peft.tuners.prompt_tuning.model import PromptEmbedding
+
+    from peftbench.models.load import weights_folder
+
+    p = _planned_prompt(tmp_path, "model=tiny-gpt2", "task=cb", "method.vocab_top=0", "method.length=5")
+    model, tokenizer, prompt = _attached(p)
+    assert all(len(tokenizer(w, add_special_tokens=False)["input_ids"]) == 1 for w in p.method.class_labels)
+    config = PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=5, token_dim=prompt.shape[1],
+                                num_transformer_submodules=1, prompt_tuning_init=PromptTuningInit.TEXT,
+                                prompt_tuning_init_text=" ".join(p.method.class_labels),
+                                tokenizer_name_or_path=str(weights_folder(p.model_cfg)))  # fmt: skip
+    theirs = PromptEmbedding(config, model.get_input_embeddings()).embedding.weight.detach()
+    torch.testing.assert_close(prompt[:3], theirs[1:4], rtol=0, atol=0)
+
+
+def test_default_samples_the_5000_most_frequent_ids_without_replacement(tmp_path):
+    """vocab_top 5000 (§3.2; population_size = 5000 in the official configs) on a vocabulary stored by
+    score (a SentencePiece unigram tokenizer in the tiny T5's folder): every sampled vector is one of
+    the first 5,000 rows, each drawn once. The whole table has 30,522 rows: 40 draws from it would all
+    land below 5,000 with probability (5000/30522)^40 ≈ 4e-32."""
+    from tests.test_vocabulary_order import unigram
+
+    unigram([-2.0 - 0.25 * i for i in range(40)]).save_pretrained(tmp_path / "model")
+    p = _planned_prompt(tmp_path, "model=tiny-t5", f"model.path={tmp_path / 'model'}", "task=rte",
+                        "method.init=sampled_vocab", "method.length=40")  # fmt: skip
+    assert p.method.config.vocab_top == 5000
+    model, _, prompt = _attached(p)
+    table = model.get_input_embeddings().weight.detach()
+    assert table.shape[0] == 30522
+    hits = (prompt[:, None, :] == table[None, :, :]).all(dim=-1)
+    ids = hits.float().argmax(dim=1)
+    assert hits.any(dim=1).all() and (ids < 5000).all() and len(set(ids.tolist())) == 40
+
+
+def test_a_vocabulary_without_frequency_order_is_refused_before_loading(tmp_path):
+    with pytest.raises(UserError) as error:
+        _planned_prompt(tmp_path, "model=tiny-t5", "task=rte")  # MiniLM's WordPiece
+    assert "method.vocab_top=5000" in str(error.value) and "set method.vocab_top=0" in str(error.value)
+    assert "\n" not in str(error.value) and not any(tmp_path.iterdir())
+    # no vector is sampled: nothing to refuse
+    _planned_prompt(tmp_path, "model=tiny-t5", "task=rte", "method.init=random_uniform")
+    _planned_prompt(tmp_path, "model=tiny-t5", "task=rte", "method.length=2")  # rte's two labels fill it
+    _planned_prompt(tmp_path, "model=tiny-t5", "task=rte", "method.vocab_top=0")
+
+
+def test_labels_beyond_the_prompt_are_dropped_with_a_warning():
+    from peftbench.methods.prompt import label_words
+
+    config = build_method({"name": "prompt", "length": 2}).config
+    with pytest.warns(UserWarning, match="3 label words for 2 prompt tokens"):
+        assert label_words(config, ["a", "b", "c"]) == ["a", "b"]
 
 
 def test_counts_from_config_alone_on_meta():

@@ -3,8 +3,11 @@
 For decoders the sequence is the task's prompt, then the reference and the end-of-sequence token;
 the loss is the cross-entropy of the reference tokens only (with label smoothing ε as an option,
 ``task.label_smoothing``: the target puts 1 − ε on the token and ε spread over the vocabulary, as
-the LoRA paper's E2E runs train with ε = 0.1). Encoder-decoders read the prompt in the encoder and
-the reference as the decoder's target. Decoding is ``generate`` with the task's beam search
+the LoRA paper's E2E runs train with ε = 0.1); a prompt too long for ``task.max_length`` loses its
+beginning, so that the reference still follows its end. Encoder-decoders read the prompt in the
+encoder and the reference as the decoder's target; a prompt too long loses its end, as T5's
+pipeline cuts its inputs (seqio keeps the first tokens, then </s>), so that a question before its
+context survives (MRQA). Decoding is ``generate`` with the task's beam search
 settings (``task.num_beams``, ``length_penalty``, ``no_repeat_ngram_size``, ``max_new_tokens``;
 the LoRA paper's E2E setup: 10 beams, length penalty 0.9, no repeated 4-gram), once per distinct
 input (``group``): every row of a group gets that output, and the task scores it against the
@@ -51,8 +54,11 @@ class GenerationFormat(Format):
                 target = self.tokenizer(row["label"])["input_ids"]
             else:
                 target = self.tokenizer(" " + row["label"], add_special_tokens=False)["input_ids"] + [self.eos]
-            budget = self.max_length - (0 if self.seq2seq else len(target))
-            features.append({"prompt": prompt[-max(budget, 1) :], "target": target, "group": row.get("group")})
+            if self.seq2seq:  # the encoder's input cut at its end, its last token (</s>) kept, as T5 cuts it
+                prompt = prompt if len(prompt) <= self.max_length else prompt[: max(self.max_length - 1, 0)] + prompt[-1:]
+            else:  # the decoder continues the prompt: its end stays, the reference fits after it
+                prompt = prompt[-max(self.max_length - len(target), 1) :]
+            features.append({"prompt": prompt, "target": target, "group": row.get("group")})
         return features
 
     def length(self, feature: dict) -> int:

@@ -43,7 +43,7 @@ class Method:
     mergeable: ClassVar[bool] = False
     in_peft: ClassVar[bool] = False  # HF peft has this method: ``to_peft`` maps it (export)
     export_limitation: ClassVar[str | None] = None  # where peft's twin departs from the run, if anywhere
-    generates: ClassVar[bool] = True  # works with the generation format (decoding through the KV cache)
+    generates: ClassVar[frozenset[str]] = FAMILIES  # the families it decodes text on (the generation format)
     trains: ClassVar[bool] = True  # False: the run evaluates without training (in-context learning)
     composable: ClassVar[bool] = True  # may be one part of a combination, method=[a,b] (methods/composed.py)
     fusion_stage: ClassVar[bool] = False  # its finished runs are adapters AdapterFusion can fuse
@@ -53,6 +53,9 @@ class Method:
     def __init__(self, config: MethodConfig):
         self.config = config
         self.tasks: list[str] = []  # the run's task names, set before ``attach`` (Hyperformer embeds each)
+        # the run's label words (its tasks' verbalisers, each once), set with ``tasks``: prompt
+        # tuning's class-label initialisation embeds them
+        self.class_labels: list[str] = []
 
     def select_task(self, name: str) -> None:
         """Called with the task's name before each training batch and each task's evaluation;
@@ -106,6 +109,10 @@ class Method:
 
     def check_format(self, task, format_name: str) -> None:
         """Refuse a format this method cannot run ``task`` in; called before weights load."""
+
+    def check_tokenizer(self, load) -> None:
+        """Refuse the run's tokenizer (UserError); called while planning with ``load``, which loads
+        the tokenizer (no weights): call it only where the check needs to look."""
 
     def prompt_task(self, task, train_rows: list[dict], seed: int, tokenizer, max_length: int):
         """The task as the run's format should read it: itself, unless the method rewrites its

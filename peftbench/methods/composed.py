@@ -55,7 +55,7 @@ class Composed(Method):
                 refused = ", ".join(name for name, cls in registered().items() if not cls.composable)
                 raise UserError(f"method {part.name} does not combine with others ({refused} do not)")
         self.name = "+".join(config.methods)  # the record's and the run id's method: lora+bitfit
-        self.generates = all(part.generates for part in self.parts)
+        self.generates = frozenset.intersection(*(part.generates for part in self.parts))
 
     def check_model(self, anatomy, arch_config) -> None:
         for part in self.parts:
@@ -65,10 +65,24 @@ class Composed(Method):
         for part in self.parts:
             part.check_format(task, format_name)
 
+    def check_tokenizer(self, load) -> None:
+        for part in self.parts:
+            part.class_labels = self.class_labels
+            part.check_tokenizer(load)
+
+    def prompt_task(self, task, train_rows: list[dict], seed: int, tokenizer, max_length: int):
+        """The task as each part in turn rewrites it (P-tuning's template)."""
+        for part in self.parts:
+            task = part.prompt_task(task, train_rows, seed, tokenizer, max_length)
+        return task
+
+    def record_entry(self) -> dict:
+        return {key: value for part in self.parts for key, value in part.record_entry().items()}
+
     def apply(self, model, anatomy) -> None:
         owned: set[int] = set()
         for part in self.parts:
-            part.tokenizer, part.tasks = self.tokenizer, self.tasks
+            part.tokenizer, part.tasks, part.class_labels = self.tokenizer, self.tasks, self.class_labels
             part.apply(model, anatomy)
             own = set(part.parameter_names(model))
             owned |= {id(param) for name, param in model.named_parameters() if name in own}

@@ -3,9 +3,10 @@
 Karimi Mahabadi, Ruder, Dehghani & Henderson, "Parameter-efficient Multi-task Fine-tuning for
 Transformers via Shared Hypernetworks", ACL 2021 (arXiv 2106.04489), §2. One model trains on
 several tasks at once (``task=[rte,mrpc,sst2]``, ``task=glue_all``); every task τ has a learned
-embedding z_τ, and at every adapter site a hypernetwork turns the (projected) embedding I into
-the site's adapter and its layer norm (§2.2, §2.3):
+embedding z_τ, which a task projector turns into the task embedding I, and at every adapter site
+a hypernetwork turns I into the site's adapter and its layer norm (§2.2, §2.3; seed 002):
 
+    I_τ = h_I(z_τ)       h_I: Linear(e, 128) · ReLU · Linear(128, 64)   (the task projector)
     D = W^D I,  U = W^U I   (with biases from their own generators),   γ = W^γ I,  β = W^β I
     A_τ(y) = y + LN_{γ,β}( U f(D y) )                       f = gelu_new
 
@@ -13,24 +14,32 @@ The adapter sits on the output y of each block's self-attention and feed-forward
 the sublayer's dropout and residual (in the authors' T5, ``T5LayerSelfAttention`` and
 ``T5LayerFF``; cross-attention has none), in every block of every stack.
 
-``hyperformer`` — one hypernetwork per adapter site, fed the task embedding directly (the authors'
-    ``MetaAdapterController``, ``train_adapters_blocks``): per site, weight and bias generators for
-    D and U and the conditional layer norm's γ and β. With T5-base, 8 tasks and reduction factor
-    32 this is 6.86% of the backbone per task, the paper's Table 1 column.
+``hyperformer`` — one hypernetwork per adapter site (the authors' ``MetaAdapterController``,
+    ``train_adapters_blocks``): per site, weight and bias generators for D and U and the
+    conditional layer norm's γ and β, all reading I_τ. The task projector h_I is the paper's
+    ("I_τ = h_I(z_τ)", seed 002; its ablation Table 4 removes exactly it, "– Task projector"), the
+    authors' ``TaskHyperNet`` (hidden ``task_hidden_dim`` 128, output
+    ``projected_task_embedding_dim`` 64), shared by every site. ``task_projector: false`` feeds
+    z_τ to the generators directly: the ablation's row, and what the released
+    ``configs/hyperformer.json`` runs (it leaves ``train_task_embeddings``, the projector's
+    switch in ``TaskEmbeddingController``, at its default false). With T5-base, 8 tasks and
+    reduction factor 32 this is 6.86% of the backbone per task, the paper's Table 1 column.
 
 ``hyperformer_pp`` — Hyperformer++ (§2.4): one set of generators for all sites of a stack,
-    conditioned on I = LN(h_I(z_τ, l_i, p_j)), where l_i is a learned layer-id embedding, p_j an
-    adapter-position embedding (feed-forward or self-attention) and h_I a two-layer ReLU MLP
-    (the task projector, 3e → 128 → 64). One D/U generator pair and one layer-norm generator per
+    conditioned on I = LN(h'_I(z_τ, l_i, p_j)), where l_i is a learned layer-id embedding, p_j an
+    adapter-position embedding (feed-forward or self-attention), and h'_I the task projector over
+    their concatenation (3e → 128 → 64). One D/U generator pair and one layer-norm generator per
     stack (the authors' ``AdapterLayersOneHyperNetController``, ``efficient_unique_hyper_net``;
-    the encoder and the decoder each have theirs). T5-base, 8 tasks: 0.29% per task.
+    the encoder and the decoder each have theirs). T5-base, 8 tasks: 0.29% per task. Its
+    projector is how layer and position enter, so it cannot be switched off.
 
-Shared across stacks: the task embeddings (``torch.randn``, dim 64, not projected). Trained:
-the hypernetworks, the task embeddings, and the backbone's own layer norms (the configs'
-``unfreeze_layer_norms: true``); nothing else. Initialisation as the authors' ``linear_layer``:
-every generator and projector weight N(0, 1e-2), biases 0, so γ starts near 0 and every adapter
-near the identity. Defaults (reduction factor 32, embeddings 64, gelu_new, lr 3e-4) are those
-of ``hyperformer/configs/hyperformer++.json`` (rabeehk/hyperformer).
+Shared across stacks: the task embeddings z_τ (``torch.randn``, dim e = 64: the released
+configs set ``task_embedding_dim`` to 512 and then to 64, and the last value holds). Trained: the
+task projector, the hypernetworks, the task embeddings, and the backbone's own layer norms (the
+configs' ``unfreeze_layer_norms: true``); nothing else. Initialisation as the authors'
+``linear_layer``: every generator and projector weight N(0, 1e-2), biases 0, so γ starts near 0
+and every adapter near the identity. Defaults (reduction factor 32, embeddings 64, gelu_new, lr
+3e-4) are those of ``hyperformer/configs/hyperformer++.json`` (rabeehk/hyperformer@56b0f99).
 
 The run tells the method its tasks (``tasks``) and which one each batch is (``select_task``);
 the generated weights of a task are ``adapter_weights(task, site)``.
@@ -62,10 +71,11 @@ INIT_STD = 1e-2  # the authors' linear_layer(std=1e-2)
 class HyperformerConfig(MethodConfig):
     reduction_factor: float = 32.0
     task_embedding_dim: int = 64
-    projector_hidden: int = 128  # Hyperformer++'s task projector h_I: 3e -> hidden -> projected
+    projector_hidden: int = 128  # the task projector h_I: e (Hyperformer++: 3e) -> hidden -> projected
     projected_dim: int = 64
     activation: str = "gelu_new"
     train_layer_norms: bool = True
+    task_projector: bool = True  # I_τ = h_I(z_τ) (the paper); false: z_τ to the generators (Table 4's ablation)
 
     def check(self) -> None:
         require(self.reduction_factor >= 1, f"method.reduction_factor must be ≥ 1, got {self.reduction_factor}; e.g. 32")
@@ -84,6 +94,13 @@ def _linear(inputs: int, outputs: int, like: torch.Tensor) -> nn.Linear:
         nn.init.normal_(linear.weight, std=INIT_STD)
         nn.init.zeros_(linear.bias)
     return linear
+
+
+def _projector(inputs: int, config: HyperformerConfig, like: torch.Tensor) -> nn.Sequential:
+    """The task projector h_I: Linear(inputs, hidden) · ReLU · Linear(hidden, projected) (the
+    authors' ``TaskHyperNet``; "two feed-forward layers and a ReLU non-linearity")."""
+    hidden = config.projector_hidden
+    return nn.Sequential(_linear(inputs, hidden, like), nn.ReLU(), _linear(hidden, config.projected_dim, like))
 
 
 class AdapterGenerator(nn.Module):
@@ -119,9 +136,7 @@ class StackEmbeddings(nn.Module):
         e = config.task_embedding_dim
         self.layer = nn.Embedding(layers, e, device=like.device)
         self.position = nn.Embedding(len(SITES), e, device=like.device)
-        self.projector = nn.Sequential(
-            _linear(3 * e, config.projector_hidden, like), nn.ReLU(), _linear(config.projector_hidden, config.projected_dim, like)
-        )
+        self.projector = _projector(3 * e, config, like)
         self.norm = nn.LayerNorm(config.projected_dim, eps=1e-6, device=like.device)
 
     def forward(self, task: torch.Tensor, layer: int, position: int) -> torch.Tensor:
@@ -130,7 +145,8 @@ class StackEmbeddings(nn.Module):
 
 
 class HyperNetworks(nn.Module):
-    """Every trained tensor of the method but the backbone's norms: task embeddings and generators.
+    """Every trained tensor of the method but the backbone's norms: task embeddings, projectors and
+    generators.
 
     ``sites`` lists (stack, layer, position) per adapter site; ``weights(site)`` generates that
     site's adapter for the ``current`` task.
@@ -147,14 +163,16 @@ class HyperNetworks(nn.Module):
             self.stacks = nn.ModuleList(StackEmbeddings(config, n, like) for n in layers)
             self.generators = nn.ModuleList(AdapterGenerator(config.projected_dim, d, m, like) for _ in layers)
         else:
-            self.generators = nn.ModuleList(AdapterGenerator(config.task_embedding_dim, d, m, like) for _ in sites)
+            self.projector = _projector(config.task_embedding_dim, config, like) if config.task_projector else None
+            width = config.projected_dim if config.task_projector else config.task_embedding_dim
+            self.generators = nn.ModuleList(AdapterGenerator(width, d, m, like) for _ in sites)
 
     def weights(self, site: int, task: int | None = None) -> dict[str, torch.Tensor]:
         z = self.task_embeddings[self.current if task is None else task]
-        if not self.shared:
-            return self.generators[site](z)
-        stack, layer, position = self.sites[site]
-        return self.generators[stack](self.stacks[stack](z, layer, position))
+        if self.shared:
+            stack, layer, position = self.sites[site]
+            return self.generators[stack](self.stacks[stack](z, layer, position))
+        return self.generators[site](z if self.projector is None else self.projector(z))
 
 
 class HyperAdapter(WrappedProjection):
@@ -184,6 +202,10 @@ class _Hyperformer(Method):
         if missing or fused:
             raise UserError(f"method '{self.name}' needs separate {', '.join(SITES)} projections, which "
                             f"{arch_config.model_type} lacks; pick a T5 or Llama-style model")  # fmt: skip
+        if self.shared and not self.config.task_projector:
+            raise UserError("method.task_projector=false removes Hyperformer's projector (Table 4); "
+                            "Hyperformer++ conditions on layer and position through its own, so drop it "
+                            "or use method=hyperformer")  # fmt: skip
 
     def apply(self, model, anatomy) -> None:
         block_paths = blocks(model, anatomy)

@@ -66,9 +66,10 @@ class InContextLearning(Method):
             question = task.prompt(row)
             draw = random.Random(f"{seed}\x00{question}")  # str seeds hash with sha512: same in every process
             pool = [r for r in draw.sample(solved, min(len(solved), k + 1)) if task.prompt(r) != question][:k]
-            budget = max_length - _tokens(tokenizer, question) - max(_tokens(tokenizer, a) for a in _answers(task, row))
+            longest = max(token_count(tokenizer, a) for a in answers(task, row))
+            budget = max_length - token_count(tokenizer, question) - longest
             shown = [f"{task.prompt(r)} {_answer(task, r)}" for r in pool]
-            while shown and sum(_tokens(tokenizer, s + SEPARATOR) for s in shown) > budget:
+            while shown and sum(token_count(tokenizer, s + SEPARATOR) for s in shown) > budget:
                 shown.pop(0)
             return SEPARATOR.join([*shown, question])
 
@@ -84,12 +85,12 @@ def _answer(task, row: dict) -> str:
     return task.verbalizers[row["label"]]
 
 
-def _answers(task, row: dict) -> list[str]:
+def answers(task, row: dict) -> list[str]:
     """Every answer the row's prompt may be followed by (to keep room for the longest)."""
     if task.kind == "generation":
         return [row["label"] or ""]
     return list(row["choices"]) if task.kind == "multiple_choice" else list(task.verbalizers)
 
 
-def _tokens(tokenizer, text: str) -> int:
+def token_count(tokenizer, text: str) -> int:
     return len(tokenizer(text, add_special_tokens=False)["input_ids"])

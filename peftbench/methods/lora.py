@@ -4,10 +4,18 @@ For a frozen W0 ∈ R^{d×k} (Eq. 3):
 
     h = W0 x + ΔW x = W0 x + (α / r) · B A x,      B ∈ R^{d×r}, A ∈ R^{r×k}, r ≪ min(d, k)
 
-A is initialised like a linear layer (Kaiming-uniform, as the paper's code and HF peft do) and
-B = 0, so ΔW = 0 at the start (§4.1). Dropout applies to the input of the A–B path. The paper
-adapts the attention projections W_q and W_v (``targets: [attn.q, attn.v]``; §7.1 studies other
-sets). Because ΔW has the shape of W0, it merges into the weight for inference (W = W0 + ΔW)
+B = 0, so ΔW = 0 at the start, and A is random (§4.1): ``init`` says how.
+
+* ``kaiming`` (default): A as a linear layer's weight, ``kaiming_uniform_(a=√5)``, as the paper's
+  released code does (microsoft/LoRA@c4593f06 ``loralib/layers.py``, ``Linear.reset_parameters``, whose
+  comment notes that this "is different than what is described in the paper") and as HF peft
+  does by default (``init_lora_weights=True``);
+* ``gaussian``: A ~ N(0, σ²), the paper's "random Gaussian initialization for A" (§4.1). The
+  paper gives no σ; σ = 1/r is HF peft's ``init_lora_weights="gaussian"``.
+
+The run's record keeps the choice (``method_config.init``). Dropout applies to the input of the
+A–B path. The paper adapts the attention projections W_q and W_v (``targets: [attn.q, attn.v]``;
+§7.1 studies other sets). Because ΔW has the shape of W0, it merges into the weight for inference (W = W0 + ΔW)
 with no extra latency, and unmerges exactly back.
 
 A role inside a fused projection (GPT-2's ``c_attn`` = [q; k; v]) gets its own A, B on its
@@ -30,6 +38,8 @@ from peftbench.methods.base import Method, MethodConfig, require, require_roles
 from peftbench.methods.wrapped import WrappedProjection, projection_sites, replace_module
 from peftbench.models.anatomy import ROLES
 
+INITS = ("kaiming", "gaussian")
+
 
 @dataclass
 class LoRAConfig(MethodConfig):
@@ -37,6 +47,7 @@ class LoRAConfig(MethodConfig):
     alpha: float = 16.0
     dropout: float = 0.1
     targets: list[str] = field(default_factory=lambda: ["attn.q", "attn.v"])
+    init: str = "kaiming"  # A's initialisation: kaiming (the released code) | gaussian (the paper's text)
 
     def check(self) -> None:
         require(self.r >= 1, f"method.r must be a positive integer, got {self.r}; e.g. method.r=8")
@@ -45,6 +56,7 @@ class LoRAConfig(MethodConfig):
         require(len(self.targets) > 0, "method.targets is empty; e.g. method.targets=[attn.q,attn.v]")
         unknown = sorted(set(self.targets) - set(ROLES))
         require(not unknown, f"method.targets has unknown roles {unknown}; known: {', '.join(ROLES)}")
+        require(self.init in INITS, f"method.init '{self.init}' is unknown; choose one of {', '.join(INITS)}")
 
 
 class LoRALayer(WrappedProjection):
@@ -55,7 +67,7 @@ class LoRALayer(WrappedProjection):
     ``lora_B`` one B per part (parts × d_part × r).
     """
 
-    def __init__(self, base: nn.Module, r: int, alpha: float, dropout: float, parts=None, count=1):
+    def __init__(self, base: nn.Module, r: int, alpha: float, dropout: float, parts=None, count=1, init="kaiming"):
         super().__init__(base, parts, count)
         n = len(self.parts) if self.parts is not None else 1
         d = self.part_size if self.parts is not None else self.out_features
@@ -66,7 +78,9 @@ class LoRALayer(WrappedProjection):
         weight = base.weight
         self.lora_A = nn.Parameter(torch.empty(n * r, in_features, dtype=weight.dtype, device=weight.device))
         self.lora_B = nn.Parameter(torch.zeros(n, d, r, dtype=weight.dtype, device=weight.device))
-        if weight.device.type != "meta":
+        if weight.device.type != "meta" and init == "gaussian":
+            nn.init.normal_(self.lora_A, std=1 / r)
+        elif weight.device.type != "meta":
             nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5))
 
     def delta_weight(self) -> torch.Tensor:
@@ -115,7 +129,8 @@ class LoRA(Method):
 
     def apply(self, model, anatomy) -> None:
         for path, slices in projection_sites(model, anatomy, self.config.targets).items():
-            layer = LoRALayer(model.get_submodule(path), self.config.r, self.config.alpha, self.config.dropout, **slices)
+            c = self.config
+            layer = LoRALayer(model.get_submodule(path), c.r, c.alpha, c.dropout, init=c.init, **slices)
             replace_module(model, path, layer)
             layer.lora_A.requires_grad_(True)
             layer.lora_B.requires_grad_(True)

@@ -17,10 +17,17 @@ another. The paper's ablation (Table "MLP, LSTM or EMB") compares three encoders
 * ``emb``: the identity, h_i = e_i (then P-tuning is prompt tuning with an N(0, 1) table).
 
 The e_i are an ``nn.Embedding`` with its default N(0, 1) initialisation, as peft has them. The
-encoded prompt goes before the input embeddings (``peftbench.methods.soft_prompt``), as peft's
-``PromptEncoderConfig(task_type=SEQ_CLS)`` places it; the paper's task templates, which put
-prompt tokens around the input and keep anchor tokens, are not modelled. The whole encoder is
-trained and saved (it is what the parameter count reports); peft does the same.
+whole encoder is trained and saved (it is what the parameter count reports); peft does the same.
+
+Where the prompt goes (``template``, default true): on a task with a P-tuning template (the
+official code's FewGLUE patterns: BoolQ, CB, COPA, MultiRC, RTE, WiC, WSC; ``Task.ptuning_template``)
+read as a prompt (rank classification: decoders, encoder–decoders), the prompt tokens stand at the
+template's places among the row's words and its anchor tokens, and the template's label words are
+scored (``peftbench.methods.templated_prompt``). Everywhere else — other tasks, ``template:
+false``, an encoder's classification head, which reads no prompt text — the encoded prompt goes
+before the input embeddings (``peftbench.methods.soft_prompt``), as peft's
+``PromptEncoderConfig(task_type=SEQ_CLS)`` places it. The run's record says which, per task
+(``prompt_placement``).
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ from torch import nn
 
 from peftbench.methods import register, soft_prompt
 from peftbench.methods.base import Method, MethodConfig, require
+from peftbench.methods.templated_prompt import TemplatedSoftPrompt, marker, templated_task
 
 ENCODERS = ("lstm", "mlp", "emb")
 
@@ -43,6 +51,7 @@ class PTuningConfig(MethodConfig):
     hidden_size: int = 0  # 0: d/2 for lstm (the paper's code), d for mlp (peft's default)
     num_layers: int = 2
     dropout: float = 0.0
+    template: bool = True  # the task's P-tuning template where it has one (rank classification); false: prepended
 
     def check(self) -> None:
         require(self.length >= 1, f"method.length must be a positive integer, got {self.length}; e.g. method.length=20")
@@ -57,7 +66,7 @@ class PTuningConfig(MethodConfig):
         return max(1, dim // 2) if self.encoder == "lstm" else dim
 
 
-class PromptEncoder(soft_prompt.SoftPrompt):
+class PromptEncoder(TemplatedSoftPrompt):
     """The e_i table (``embedding``) and the encoder (``lstm_head`` / ``mlp_head``, peft's names)."""
 
     def __init__(self, config: PTuningConfig, dim: int, family: str, pad_token_id):
@@ -87,14 +96,44 @@ class PromptEncoder(soft_prompt.SoftPrompt):
 @register
 class PTuning(Method):
     name = "ptuning"
-    generates = False  # the prompt hooks see one forward pass, not generate's cached steps
+    generates = soft_prompt.GENERATES
     Config = PTuningConfig
     in_peft = True
     export_limitation = soft_prompt.EXPORT_LIMITATION
 
+    def __init__(self, config: PTuningConfig):
+        super().__init__(config)
+        self.placements: dict[str, str] = {}  # task -> "template" | "prepend", as the plan's formats decide
+        self._marker_id: int | None = None
+
+    def check_format(self, task, format_name: str) -> None:
+        """Decide where the prompt goes for ``task``; refuse a template with more places than tokens."""
+        template = task.ptuning_template if self.config.template else None
+        if template is None or format_name != "rank_classification":
+            self.placements[task.name] = "prepend"
+            return
+        require(
+            self.config.length >= template.slots,
+            f"method.length={self.config.length} is fewer than the {template.slots} prompt places of {task.name}'s "
+            f"P-tuning template ({template.pvp}); set method.length={template.slots} or method.template=false",
+        )
+        self.placements[task.name] = "template"
+
+    def prompt_task(self, task, train_rows: list[dict], seed: int, tokenizer, max_length: int):
+        """``task`` written through its template (prompt places marked), where the prompt goes there."""
+        if self.placements.get(task.name) != "template":
+            return task
+        self._marker_id = tokenizer.convert_tokens_to_ids(marker(tokenizer))
+        return templated_task(task, self.config.length, tokenizer, max_length)
+
+    def record_entry(self) -> dict:
+        """Where the run put the prompt, per task: at the template's places, or before the input."""
+        return {"prompt_placement": dict(self.placements)}
+
     def apply(self, model, anatomy) -> None:
         embeddings = soft_prompt.word_embeddings(model)
         module = PromptEncoder(self.config, embeddings.embedding_dim, anatomy.family, model.config.pad_token_id)
+        module.marker_id = self._marker_id
         soft_prompt.attach(model, anatomy, module.to(embeddings.weight.device))
 
     def parameter_names(self, model) -> list[str]:

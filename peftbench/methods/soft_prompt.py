@@ -8,7 +8,9 @@ a free table (prompt tuning) or a prompt encoder over a table (P-tuning).
 
 Where the module lives: under the base model (``model.base_model.soft_prompt``), so it is not
 counted as the task head (``anatomy.head_parameter_names`` = parameters outside the base model)
-and its parameter names are stable for saving (``bert.soft_prompt.embedding.weight``).
+and its parameter names are stable for saving (``bert.soft_prompt.embedding.weight``); T5's
+language model is its own base model, so there it lives under the encoder
+(``encoder.soft_prompt.embedding.weight``).
 
 How the prompt gets in, without touching the model's code (two forward pre-hooks):
 
@@ -18,11 +20,18 @@ How the prompt gets in, without touching the model's code (two forward pre-hooks
   classification head reads from ``input_ids`` still lines up with the (n + L) hidden states: a
   decoder's head pools the rightmost non-pad token, which is then right under right padding
   (peft hands the model ``inputs_embeds`` instead, and HF then pools the last position, a pad
-  token for every row shorter than the batch; see ``test_soft_prompts``). For T5 ``input_ids``
-  stays as it is: ``T5ForSequenceClassification`` derives the decoder input and the <eos>
-  position from it, and the prompt belongs to the encoder input (Lester et al. §2);
-* on the stack that embeds tokens (the base model; T5's encoder): swaps the placeholder
-  ``input_ids`` for the kept ``inputs_embeds``.
+  token for every row shorter than the batch; see ``test_soft_prompts``);
+* on the stack that embeds tokens (the base model): swaps the placeholder ``input_ids`` for the
+  kept ``inputs_embeds``.
+
+An encoder–decoder (T5) takes the prompt at its encoder, where it belongs (Lester et al. §2): the
+encoder's hook embeds its input and prepends P, and extends the encoder's mask when it is called
+alone (``generate`` encodes once, then decodes from the encoder's output); the top-level hook only
+extends the encoder mask the decoder attends through, on a call with the input and on each of
+``generate``'s decoding steps (their encoder output is n longer than the mask they carry). So a
+soft prompt decodes on T5; ``input_ids`` stays as it is (``T5ForSequenceClassification`` derives
+the decoder input and the <eos> position from it). On a decoder, ``generate``'s cached steps would
+see the prompt hooks as fresh inputs: soft prompts do not generate there (``Method.generates``).
 
 Positions follow from the model: BERT gives the prompt positions 0..n−1 and shifts the text by
 n; RoBERTa numbers ``inputs_embeds`` from padding_idx + 1 (as with peft); GPT-2 and Llama count
@@ -74,6 +83,8 @@ class SoftPrompt(nn.Module):
             kwargs["input_ids"], args = args[0], args[1:]
         input_ids = kwargs.get("input_ids")
         inputs_embeds = kwargs.get("inputs_embeds")
+        if self.family == "encoder_decoder":
+            return args, self._encoder_mask(kwargs, with_input=input_ids is not None or inputs_embeds is not None)
         if input_ids is None and inputs_embeds is None:
             return None
         reference = input_ids if input_ids is not None else inputs_embeds
@@ -98,9 +109,35 @@ class SoftPrompt(nn.Module):
             kwargs["inputs_embeds"] = embedded
             return args, kwargs
         self._pending = embedded
-        if self.family != "encoder_decoder":
-            placeholders = torch.full((batch, n), self.placeholder_id, dtype=input_ids.dtype, device=device)
-            kwargs["input_ids"] = torch.cat([placeholders, input_ids], dim=1)
+        placeholders = torch.full((batch, n), self.placeholder_id, dtype=input_ids.dtype, device=device)
+        kwargs["input_ids"] = torch.cat([placeholders, input_ids], dim=1)
+        return args, kwargs
+
+    def _encoder_mask(self, kwargs: dict, with_input: bool) -> dict:
+        """An encoder–decoder's encoder mask, which the decoder attends through, n longer: on a call
+        with the input, and on a decoding step whose encoder output is n longer than its mask."""
+        mask, encoded = kwargs.get("attention_mask"), kwargs.get("encoder_outputs")
+        if mask is not None and (with_input or encoded is not None and encoded[0].shape[1] == mask.shape[1] + self.length):
+            kwargs["attention_mask"] = torch.cat([mask.new_ones(mask.shape[0], self.length), mask], dim=1)
+        return kwargs
+
+    def before_encoder(self, encoder, args, kwargs):
+        """Pre-hook of an encoder–decoder's encoder: P before its embedded input; its mask n longer
+        when it is called alone (the top-level hook has not extended it)."""
+        kwargs = dict(kwargs)
+        if args:
+            kwargs["input_ids"], args = args[0], args[1:]
+        input_ids, embedded = kwargs.get("input_ids"), kwargs.get("inputs_embeds")
+        if embedded is None:
+            if input_ids is None:
+                return None
+            embedded = encoder.get_input_embeddings()(input_ids)
+        batch, length = embedded.shape[:2]
+        prompt = self.prompts().to(embedded.dtype).unsqueeze(0).expand(batch, -1, -1)
+        kwargs["input_ids"], kwargs["inputs_embeds"] = None, torch.cat([prompt, embedded], dim=1)
+        mask = kwargs.get("attention_mask")
+        if mask is not None and mask.shape[1] == length:
+            kwargs["attention_mask"] = torch.cat([mask.new_ones(batch, self.length), mask], dim=1)
         return args, kwargs
 
     def before_stack(self, stack, args, kwargs):
@@ -131,16 +168,20 @@ def embedding_stack(model, family: str) -> nn.Module:
 
 
 def attach(model, anatomy, soft_prompt: SoftPrompt) -> None:
-    """Put ``soft_prompt`` under the base model, mark it trainable and hook it into the forward."""
+    """Put ``soft_prompt`` under the base model (T5's language model, which is its own base model:
+    under its encoder), mark it trainable and hook it into the forward."""
     base = model.base_model
-    if base is model:
+    if base is model and anatomy.family == "encoder_decoder":
+        base = embedding_stack(model, anatomy.family)
+    elif base is model:
         raise UserError(f"{type(model).__name__} has no base model to hold a soft prompt")
     if hasattr(base, ATTRIBUTE):
         raise UserError("the model already has a soft prompt; apply one prompt method only")
     setattr(base, ATTRIBUTE, soft_prompt)
     soft_prompt.requires_grad_(True)
     model.register_forward_pre_hook(soft_prompt.before_model, with_kwargs=True)
-    embedding_stack(model, anatomy.family).register_forward_pre_hook(soft_prompt.before_stack, with_kwargs=True)
+    stack_hook = soft_prompt.before_encoder if anatomy.family == "encoder_decoder" else soft_prompt.before_stack
+    embedding_stack(model, anatomy.family).register_forward_pre_hook(stack_hook, with_kwargs=True)
 
 
 def word_embeddings(model) -> nn.Embedding:
@@ -173,6 +214,10 @@ def parameter_names(model) -> list[str]:
     marker = f".{ATTRIBUTE}."
     return [name for name, _ in model.named_parameters() if marker in f".{name}"]
 
+
+# the families a soft prompt decodes text on: T5's encoder takes it once; a decoder's generate()
+# would run the prompt hooks on each cached step as if it were fresh input
+GENERATES = frozenset({"encoder_decoder"})
 
 EXPORT_LIMITATION = (
     "peft prompt learning (SEQ_CLS) on a decoder pools the last position: logits match the run's "

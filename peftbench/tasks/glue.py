@@ -37,6 +37,7 @@ from peftbench.errors import UserError
 from peftbench.tasks.base import Task, score_labels
 from peftbench.tasks.glue_submission import SERVER_FILES, write_submission
 from peftbench.tasks.metrics import glue_scorer
+from peftbench.tasks.ptuning_templates import TEMPLATES as PTUNING_TEMPLATES
 from peftbench.tasks.sources import FIX, DataSource, wanted
 
 HUB_DATASET = "nyu-mll/glue"
@@ -327,6 +328,7 @@ def _task(name: str, spec: GlueSpec) -> Task:
         verbalizers=VERBALIZERS.get(name, ()),
         prompt=PROMPTS.get(name),
         verbalized_values=STSB_VALUES if name == "stsb" else (),
+        ptuning_template=PTUNING_TEMPLATES.get(name),
         submit=partial(write_submission, name, spec.file_labels),
         submission_splits=tuple(split for task, split in SERVER_FILES if task == name),
     )

@@ -69,6 +69,7 @@ from typing import Callable, Sequence
 
 from peftbench.errors import UserError
 from peftbench.tasks.base import Task, score_labels
+from peftbench.tasks.ptuning_templates import TEMPLATES as PTUNING_TEMPLATES
 from peftbench.tasks.sources import FIX, DataSource, wanted
 from peftbench.tasks.superglue_jsonl import read_jsonl
 from peftbench.tasks.superglue_metrics import multirc, record, superglue_scorer
@@ -303,6 +304,7 @@ def _task(name: str, spec: SuperGlueSpec) -> Task:
         kind=spec.kind,
         verbalizers=spec.verbalizers,
         prompt=PROMPTS[name],
+        ptuning_template=PTUNING_TEMPLATES.get(name),
     )
 
 
