@@ -54,6 +54,17 @@ CASES = {
     "full-rte": Case("minilm-l6", "rte", "full", "full", batch_size=16, overrides=["trainer=full_ft"]),
     "lora-e2e-smollm2": Case("smollm2-135m", "e2e", "lora", "peft", batch_size=8),
 }
+# BERT-base's shape (110M) with random weights and MiniLM's tokenizer: big enough to load a GPU,
+# and no weights to download or carry. Not in the default list (slow on CPU); name them in --cases.
+BERT_BASE_SHAPE = [f"model.architecture.{key}={value}" for key, value in
+                   {"hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12, "intermediate_size": 3072}.items()]
+SHAPED_CASES = {
+    "lora-sst2-bert-base-shape": Case("tiny-bert", "sst2", "lora", "peft", overrides=BERT_BASE_SHAPE),
+    "houlsby-sst2-bert-base-shape": Case("tiny-bert", "sst2", "houlsby", "full", overrides=BERT_BASE_SHAPE),
+    "full-sst2-bert-base-shape": Case("tiny-bert", "sst2", "full", "full", overrides=["trainer=full_ft", *BERT_BASE_SHAPE]),
+}
+DEFAULT_CASES = list(CASES)
+CASES.update(SHAPED_CASES)
 SWITCHES = {  # peftbench on lora-sst2: each against the default
     "length grouping off": ["trainer.group_by_length=false"],
     "loss read every step": ["trainer.log_every=1"],
@@ -91,11 +102,13 @@ def _matmul_weights(model) -> int:
     """Weights that take part in a matrix multiply per token (Linear and Conv1D), embeddings out."""
     import torch
 
-    total = 0
+    total, seen = 0, set()
     for module in model.modules():
         weight = getattr(module, "weight", None)
         if isinstance(weight, torch.Tensor) and weight.ndim == 2 and not isinstance(module, torch.nn.Embedding):
-            total += weight.numel()
+            if id(weight) not in seen:  # a method's wrapper exposes the weight of the Linear it wraps
+                seen.add(id(weight))
+                total += weight.numel()
     if getattr(model.config, "tie_word_embeddings", False) and hasattr(model, "lm_head"):
         total += model.lm_head.weight.numel()  # the tied LM head multiplies too
     return total
@@ -267,12 +280,13 @@ def median_of(runs: list[dict], key: str):
     return statistics.median(values) if values else None
 
 
-def matmul_peak(dtype_name: str, n: int = 2048, repeats: int = 10) -> float:
-    """FLOP/s of a large square GEMM on this machine, best of ``repeats``."""
+def matmul_peak(dtype_name: str, repeats: int = 10) -> float:
+    """FLOP/s of a large square GEMM on this machine (2048² on CPU, 8192² on a GPU), best of ``repeats``."""
     import torch
 
     dtype = getattr(torch, dtype_name)
     device = "cuda" if torch.cuda.is_available() else "cpu"
+    n = 8192 if device == "cuda" else 2048
     a, b = (torch.randn(n, n, device=device).to(dtype) for _ in range(2))
     best = float("inf")
     for _ in range(repeats):
@@ -299,8 +313,10 @@ def main() -> None:
     parser.add_argument("--data", default=os.environ.get("PEFTBENCH_DATA", "../shared/data"))
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--steps", type=int, default=40)
-    parser.add_argument("--cases", nargs="*", default=list(CASES), choices=list(CASES))
+    parser.add_argument("--cases", nargs="*", default=DEFAULT_CASES, choices=list(CASES))
     parser.add_argument("--switches", action="store_true", help="also measure the fast-path switches")
+    parser.add_argument("--switch-case", default="lora-sst2", choices=list(CASES),
+                        help="the case the switches change (evaluation and generation run with lora-sst2 only)")
     parser.add_argument("--profile", action="store_true", help="print a profile of peftbench on lora-sst2")
     parser.add_argument("--json", help="write every measurement here")
     parser.add_argument("--worker", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
@@ -311,7 +327,7 @@ def main() -> None:
         subprocess.run([sys.executable, __file__, "--worker", "profile", "lora-sst2", args.data, str(args.steps)])
         return
     peak = {"fp32": matmul_peak("float32"), "bf16": matmul_peak("bfloat16")}
-    print(f"matmul peak: fp32 {peak['fp32'] / 1e9:.1f} GFLOP/s, bf16 {peak['bf16'] / 1e9:.1f} GFLOP/s (2048² GEMM)")
+    print(f"matmul peak: fp32 {peak['fp32'] / 1e9:.1f} GFLOP/s, bf16 {peak['bf16'] / 1e9:.1f} GFLOP/s (square GEMM)")
     everything = {"peak": peak, "cases": {}, "switches": {}}
     print("\n| case | pipeline | samples/s | tokens/s | peak MB | × samples/s | × memory | FLOP/s of peak |")
     print("|---|---|---|---|---|---|---|---|")
@@ -326,7 +342,7 @@ def main() -> None:
         memory = "gpu_peak_mb" if ours[0]["gpu_peak_mb"] is not None else "rss_mb"
         baseline = "Trainer + peft" if case.baseline == "peft" else "Trainer, full FT"
         fraction = achieved_flops({**ours[0], "tokens_per_s": median_of(ours, "tokens_per_s")}, case.method == "full")
-        fraction /= peak["fp32"]
+        fraction /= peak["bf16" if str(ours[0]["device"]).startswith("cuda") else "fp32"]  # GPUs train in bf16
         speed = median_of(ours, "samples_per_s") / median_of(theirs, "samples_per_s")
         mem = median_of(ours, memory) / median_of(theirs, memory)
         for label, group, extra in (("peftbench", ours, f"{speed:.2f} | {mem:.2f} | {fraction:.1%}"), (baseline, theirs, "1 | 1 | ")):
@@ -340,14 +356,17 @@ def main() -> None:
 
 
 def switches(args, peak: dict) -> dict:
-    print("\n| switch (peftbench, lora-sst2) | samples/s | × default | peak MB | × default |")
+    print(f"\n| switch (peftbench, {args.switch_case}) | samples/s | × default | peak MB | × default |")
     print("|---|---|---|---|---|")
     found = {}
     for label, extra in {"default": [], **SWITCHES}.items():
-        found[label] = [measure(["peftbench", "lora-sst2", args.data, str(args.steps), *extra]) for _ in range(args.repeats)]
-        speed, memory = median_of(found[label], "samples_per_s"), median_of(found[label], "rss_mb")
-        base_speed, base_memory = median_of(found["default"], "samples_per_s"), median_of(found["default"], "rss_mb")
+        found[label] = [measure(["peftbench", args.switch_case, args.data, str(args.steps), *extra]) for _ in range(args.repeats)]
+        memory_key = "gpu_peak_mb" if found["default"][0]["gpu_peak_mb"] is not None else "rss_mb"
+        speed, memory = median_of(found[label], "samples_per_s"), median_of(found[label], memory_key)
+        base_speed, base_memory = median_of(found["default"], "samples_per_s"), median_of(found["default"], memory_key)
         print(f"| {label} | {speed:.1f} | {speed / base_speed:.2f} | {memory:.0f} | {memory / base_memory:.2f} |")
+    if args.switch_case != "lora-sst2":
+        return found
     print("\n| evaluation / generation | seconds | samples/s |")
     print("|---|---|---|")
     for size in (8, 128):

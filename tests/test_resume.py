@@ -57,7 +57,8 @@ def uninterrupted(tmp_path_factory):
     return _outcome(root / "results")
 
 
-@pytest.mark.parametrize("killer_seed", [0, 1, 2])
+# One kill schedule in `make test`; two more in `make test-slow` (each is a minute of training).
+@pytest.mark.parametrize("killer_seed", [0, pytest.param(1, marks=pytest.mark.slow), pytest.param(2, marks=pytest.mark.slow)])
 def test_sigkill_then_rerun_equals_an_uninterrupted_run(tmp_path, killer_seed, uninterrupted):
     _, expected_record, expected_weights, expected_history = uninterrupted
 
@@ -81,6 +82,7 @@ def test_sigkill_then_rerun_equals_an_uninterrupted_run(tmp_path, killer_seed, u
     assert not list(run_dir.rglob("*.tmp"))
 
 
+@pytest.mark.slow  # a minute: LT-SFT's two phases, killed and resumed
 def test_lt_sft_killed_in_its_search_phase_resumes_to_the_same_mask_and_weights(tmp_path):
     """sparse (LT-SFT) trains twice in one run: a kill during the dense search resumes the search
     from its own checkpoints, and the mask and final weights come out the same."""
