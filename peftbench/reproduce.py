@@ -149,6 +149,8 @@ def _unreachable(row, model: str, column) -> str | None:
     task = get_task(column.task)
     if column.split not in (*task.eval_splits, *task.test_splits):
         return f"{column.task}'s {column.split} split is scored by the benchmark's server, not by a run"
+    if column.metric not in task.metric_names:
+        return f"{column.task} runs score {', '.join(task.metric_names)}, not {column.metric} (the spec's notes say why)"
     return None
 
 

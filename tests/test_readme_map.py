@@ -24,5 +24,5 @@ def test_every_module_and_folder_is_on_the_map():
 
 def test_every_file_the_map_names_exists():
     names = set(re.findall(r"\b(\w+\.py)\b", _map()))
-    present = {p.name for p in [*PACKAGE.rglob("*.py"), *(ROOT / "scripts").glob("*.py")]}
+    present = {p.name for p in [*PACKAGE.rglob("*.py"), *(ROOT / "scripts").rglob("*.py")]}
     assert sorted(names - present) == []

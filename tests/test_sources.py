@@ -9,7 +9,7 @@ from peftbench.errors import UserError
 from peftbench.tasks import get_task
 from peftbench.tasks.sources import load_task
 
-ONE_PER_BENCHMARK = ["rte", "cb", "e2e", "raft_overruling", "paws"]
+ONE_PER_BENCHMARK = ["rte", "cb", "e2e", "raft_overruling", "paws", "webnlg", "dart"]
 
 
 @pytest.fixture
@@ -20,7 +20,7 @@ def hub(monkeypatch):
     calls = []
 
     def install(error: Exception | None):
-        def load_dataset(*args):
+        def load_dataset(*args, **kwargs):  # kwargs: a task's hub revision
             calls.append(args)
             if error is not None:
                 raise error

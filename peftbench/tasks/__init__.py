@@ -1,5 +1,6 @@
 """The task registry: every benchmark module (``glue``, ``superglue``, ``e2e``, ``raft``,
-``classification``, ``samsum``)
+``classification``, ``samsum``, ``wikisql``, ``mrqa``, ``transfer``, ``commonsense``,
+``adapterfusion_suite``, ``houlsby_suite``, ``webnlg``, ``dart``)
 exposes ``TASKS``, a dict of task name → ``Task``, and joins the registry by being listed in
 ``_BENCHMARKS``. Task names are unique across benchmarks.
 """
@@ -9,10 +10,16 @@ from __future__ import annotations
 from types import ModuleType
 
 from peftbench.errors import UserError
-from peftbench.tasks import classification, e2e, glue, raft, samsum, superglue
+from peftbench.tasks import (
+    adapterfusion_suite, classification, commonsense, dart, e2e, glue, houlsby_suite, mrqa, raft, samsum, superglue,
+    transfer, webnlg, wikisql,
+)
 from peftbench.tasks.base import Task, TaskData
 
-_BENCHMARKS: tuple[ModuleType, ...] = (glue, superglue, e2e, raft, classification, samsum)
+_BENCHMARKS: tuple[ModuleType, ...] = (
+    glue, superglue, e2e, raft, classification, samsum, wikisql, mrqa, transfer, commonsense, adapterfusion_suite,
+    houlsby_suite, webnlg, dart,
+)
 
 
 def _collect(benchmarks: tuple[ModuleType, ...]) -> dict[str, Task]:

@@ -88,11 +88,15 @@ class Task:
     submit: Callable | None = None
     submission_splits: tuple[str, ...] = ("test",)
     # Held-out splits with labels, scored once after training with the best weights (never used to
-    # choose them): E2E's test set, which the LoRA and prefix-tuning tables report.
+    # choose them): E2E's test set, which the LoRA and prefix-tuning tables report; the MRQA
+    # out-of-domain dev sets and another task's dev set, scored zero-shot (mrqa.py, transfer.py).
     test_splits: tuple[str, ...] = ()
     # A regression read as text: the value each label word stands for (STS-B's "0.0" … "5.0" in
     # steps of 0.2, as T5 writes its targets); a row's label is ranked as the nearest one.
     verbalized_values: tuple[float, ...] = ()
+    # P-tuning's template (prompt-token places and anchor words among the row's fields; a
+    # ``ptuning_templates.PTuningTemplate``) where the paper's code has one for the task
+    ptuning_template: object | None = None
 
     @property
     def num_labels(self) -> int:
@@ -114,3 +118,15 @@ def score_labels(scorer: Callable[[Sequence, Sequence], dict[str, float]]):
         return scorer(predictions, [row["label"] for row in rows])
 
     return score
+
+
+def references_by_input(predictions: Sequence[str], rows: Sequence[dict]) -> tuple[list[list[str]], list[str]]:
+    """A generation task's rows as an official scorer sees them: per input (``group``, in order
+    of first appearance) its references (the rows' labels, in row order) and one prediction, its
+    first row's (the generation format writes the same text for every row of an input)."""
+    references: dict[str, list[str]] = {}
+    predicted: dict[str, str] = {}
+    for prediction, row in zip(predictions, rows, strict=True):
+        references.setdefault(row["group"], []).append(row["label"])
+        predicted.setdefault(row["group"], prediction)
+    return list(references.values()), list(predicted.values())

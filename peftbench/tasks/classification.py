@@ -44,7 +44,7 @@ from typing import Callable
 from peftbench.errors import UserError
 from peftbench.tasks.base import Task, score_labels
 from peftbench.tasks.metrics import accuracy
-from peftbench.tasks.sources import FIX, DataSource, wanted
+from peftbench.tasks.sources import FIX, DataSource, release_folder, wanted
 
 EMBEDDED_ROOT = Path(__file__).parent / "data"
 Reader = Callable[["ClassificationSpec", Path, str], list[dict]]  # (spec, release folder, split) -> rows
@@ -172,24 +172,9 @@ SPECS: dict[str, ClassificationSpec] = {
 }  # fmt: skip
 
 
-def _release_folder(spec: ClassificationSpec, folder: Path) -> Path:
-    """The folder of ``spec.release`` under ``folder`` that holds the train file (or, when none
-    does, the first that holds any split's file)."""
-    candidates = [folder / sub if sub else folder for sub in spec.release]
-    for name in (spec.files["train"], *spec.files.values()):
-        for candidate in candidates:
-            if (candidate / name).exists():
-                return candidate
-    looked = ", ".join(str(candidate) for candidate in candidates)
-    raise UserError(
-        f"no {spec.what} release files in {folder} (looked in {looked} for {', '.join(spec.files.values())}); "
-        f"{FIX} to the folder holding the {spec.what} release"
-    )
-
-
 def _read_folder(spec: ClassificationSpec, folder: Path, wanted_splits=None) -> dict[str, list[dict]]:
     """Every split the release holds (of ``wanted_splits``); train and the evaluated split are required."""
-    release = _release_folder(spec, folder)
+    release = release_folder(folder, spec.release, (spec.files["train"], *spec.files.values()), spec.what)
     splits = {}
     for split, name in spec.files.items():
         if not wanted(split, wanted_splits):

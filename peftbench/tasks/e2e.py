@@ -22,7 +22,7 @@ import re
 from pathlib import Path
 
 from peftbench.errors import UserError
-from peftbench.tasks.base import Task
+from peftbench.tasks.base import Task, references_by_input
 from peftbench.tasks.sources import FIX, DataSource, wanted
 
 HUB_DATASET = "tuetschek/e2e_nlg"
@@ -85,12 +85,7 @@ def score(predictions: list[str], rows: list[dict]) -> dict[str, float]:
     """The official scorer over MRs: each MR's references against the prediction of its first row."""
     from peftbench.tasks.e2e_metrics import score as official
 
-    references: dict[str, list[str]] = {}
-    predicted: dict[str, str] = {}
-    for prediction, row in zip(predictions, rows, strict=True):
-        references.setdefault(row["group"], []).append(row["label"])
-        predicted.setdefault(row["group"], prediction)
-    return official(list(references.values()), list(predicted.values()))
+    return official(*references_by_input(predictions, rows))
 
 
 SOURCE = DataSource(

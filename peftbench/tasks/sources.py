@@ -5,8 +5,9 @@ slices shipped in the package. One rule for every benchmark, for ``peftbench run
   when one is given, else the embedded slice where the task ships one, else the hub.
 - ``dir``: the benchmark's original files, under a data root (``DIR/glue/RTE/``), under the
   benchmark's folder (``DIR/RTE/``), or in ``DIR`` itself when it holds one of the task's files.
-- ``hub``: ``datasets.load_dataset(hub_id, config)``; a data set that cannot be reached or found
-  is one line (``UserError``, exit 2) that names the data folder as the way out.
+- ``hub``: ``datasets.load_dataset(hub_id, config)``, at ``hub_revision`` where one is set; a data
+  set that cannot be reached or found is one line (``UserError``, exit 2) that names the data
+  folder as the way out.
 - ``embedded``: the slice under ``peftbench/tasks/data/``, read as a data folder is and marked as
   a sample (``TaskData.sample``) unless it is the whole official split (RAFT's 50 training rows).
 
@@ -50,6 +51,22 @@ def wanted(split: str, splits) -> bool:
     return splits is None or split in splits
 
 
+def release_folder(folder: Path, subfolders, files, what: str) -> Path:
+    """Where a release sits under a data folder: the first of ``subfolders`` (``""`` is ``folder``
+    itself) holding ``files[0]``, else the first holding a later one (scoring reads one split's
+    file alone); none is one line naming where it looked (``UserError``)."""
+    candidates = [folder / sub if sub else folder for sub in subfolders]
+    for name in files:
+        for candidate in candidates:
+            if (candidate / name).exists():
+                return candidate
+    looked = ", ".join(str(candidate) for candidate in candidates)
+    raise UserError(
+        f"no {what} release files in {folder} (looked in {looked} for {', '.join(files)}); "
+        f"{FIX} to the folder holding the {what} release"
+    )
+
+
 @dataclass(frozen=True)
 class DataSource:
     """Where one task's data lives in each source, and how its files and hub splits become rows."""
@@ -68,10 +85,14 @@ class DataSource:
     # e.g. ("fewglue", "FewGLUE_32dev layout: dev32.jsonl as validation"); None for the full splits.
     subset: Callable[[Path], tuple[str, str] | None] | None = None
     hint: str = ""  # what else a data folder may be, for the message when none is found
+    # The hub revision to load where the main branch cannot be (WikiSQL's holds only a loading
+    # script, which datasets >= 4 refuses; the hub's parquet export is refs/convert/parquet)
+    hub_revision: str | None = None
 
     @property
     def hub_location(self) -> str:
-        return f"{self.hub_id}/{self.hub_config}" if self.hub_config else self.hub_id
+        location = f"{self.hub_id}/{self.hub_config}" if self.hub_config else self.hub_id
+        return f"{location}@{self.hub_revision}" if self.hub_revision else location
 
     @property
     def home(self) -> str:
@@ -123,9 +144,10 @@ class DataSource:
         import datasets
 
         try:
+            revision = {"revision": self.hub_revision} if self.hub_revision else {}
             if self.hub_config is None:
-                return datasets.load_dataset(self.hub_id)
-            return datasets.load_dataset(self.hub_id, self.hub_config)
+                return datasets.load_dataset(self.hub_id, **revision)
+            return datasets.load_dataset(self.hub_id, self.hub_config, **revision)
         except (OSError, ValueError) as error:  # offline, not found, refused (HTTP), no such config
             reason = str(error).splitlines()[0] if str(error) else type(error).__name__
             embedded = ", or pass data.source=embedded" if self.embedded is not None else ""
