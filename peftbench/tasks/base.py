@@ -111,6 +111,18 @@ class Task:
         return self.eval_splits[0]
 
 
+def generation_task(name: str, benchmark: str, source, score, prompt, metric_names: Sequence[str],
+                    test_splits: Sequence[str] = ("test",), has_embedded: bool = True) -> Task:
+    """A text-generation task as the generation benchmarks declare it (E2E, WebNLG, DART, SAMSum,
+    WikiSQL, MRQA): trained on ``train``, its weights chosen on ``validation`` by the first of
+    ``metric_names``, and ``test_splits`` scored once with them; ``source`` is its ``DataSource``."""
+    return Task(
+        name=name, benchmark=benchmark, label_names=(), train_split="train", eval_splits=("validation",),
+        main_metric=metric_names[0], score=score, load=source.load, has_embedded=has_embedded,
+        metric_names=tuple(metric_names), kind="generation", prompt=prompt, test_splits=tuple(test_splits),
+    )  # fmt: skip
+
+
 def score_labels(scorer: Callable[[Sequence, Sequence], dict[str, float]]):
     """A ``Task.score`` from a ``scorer(predictions, labels)`` that needs nothing but the labels."""
 

@@ -39,7 +39,7 @@ import json
 from pathlib import Path
 
 from peftbench.errors import UserError
-from peftbench.tasks.base import Task, references_by_input
+from peftbench.tasks.base import generation_task, references_by_input
 from peftbench.tasks.sources import FIX, DataSource, wanted
 
 HUB_DATASET = "Yale-LILY/dart"
@@ -119,20 +119,4 @@ SOURCE = DataSource(
     what="DART", benchmark="dart", folder=None, files=tuple(name for _, name in FILES),
     hub_id=HUB_DATASET, hub_config=None, hub_revision=HUB_REVISION, read_folder=_read_folder, read_hub=_hub_splits, embedded=EMBEDDED,
 )  # fmt: skip
-TASKS = {
-    "dart": Task(
-        name="dart",
-        benchmark="dart",
-        label_names=(),
-        train_split="train",
-        eval_splits=("validation",),
-        main_metric="bleu",
-        score=score,
-        load=SOURCE.load,
-        has_embedded=True,
-        metric_names=("bleu", "meteor", "ter"),
-        kind="generation",
-        prompt=prompt,
-        test_splits=("test",),
-    )
-}
+TASKS = {"dart": generation_task("dart", "dart", SOURCE, score, prompt, ("bleu", "meteor", "ter"))}

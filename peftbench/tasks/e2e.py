@@ -22,7 +22,7 @@ import re
 from pathlib import Path
 
 from peftbench.errors import UserError
-from peftbench.tasks.base import Task, references_by_input
+from peftbench.tasks.base import generation_task, references_by_input
 from peftbench.tasks.sources import FIX, DataSource, wanted
 
 HUB_DATASET = "tuetschek/e2e_nlg"
@@ -92,20 +92,4 @@ SOURCE = DataSource(
     what="E2E", benchmark="e2e", folder=None, files=tuple(name for _, name in FILES),
     hub_id=HUB_DATASET, hub_config=None, read_folder=_read_folder, read_hub=_hub_splits, embedded=EMBEDDED,
 )
-TASKS = {
-    "e2e": Task(
-        name="e2e",
-        benchmark="e2e",
-        label_names=(),
-        train_split="train",
-        eval_splits=("validation",),
-        main_metric="bleu",
-        score=score,
-        load=SOURCE.load,
-        has_embedded=True,
-        metric_names=("bleu", "nist", "meteor", "rouge_l", "cider"),
-        kind="generation",
-        prompt=prompt,
-        test_splits=("test",),
-    )
-}
+TASKS = {"e2e": generation_task("e2e", "e2e", SOURCE, score, prompt, ("bleu", "nist", "meteor", "rouge_l", "cider"))}

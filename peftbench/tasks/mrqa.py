@@ -58,7 +58,7 @@ import zlib
 from pathlib import Path
 
 from peftbench.errors import UserError
-from peftbench.tasks.base import Task
+from peftbench.tasks.base import generation_task
 from peftbench.tasks.sources import FIX, DataSource, wanted
 from peftbench.tasks.superglue_metrics import record
 
@@ -189,20 +189,4 @@ SOURCE = DataSource(
     files=(f"train/{IN_DOMAIN}{SUFFIXES[0]}", f"dev/{IN_DOMAIN}{SUFFIXES[0]}"),
     hub_id=HUB_DATASET, hub_config=None, read_folder=_read_folder, read_hub=_hub_splits, embedded=EMBEDDED,
 )  # fmt: skip
-TASKS = {
-    "mrqa_squad": Task(
-        name="mrqa_squad",
-        benchmark="mrqa",
-        label_names=(),
-        train_split="train",
-        eval_splits=("validation",),
-        main_metric="f1",
-        score=score,
-        load=SOURCE.load,
-        has_embedded=True,
-        metric_names=("f1", "em"),
-        kind="generation",
-        prompt=prompt,
-        test_splits=tuple(OUT_OF_DOMAIN),
-    )
-}
+TASKS = {"mrqa_squad": generation_task("mrqa_squad", "mrqa", SOURCE, score, prompt, ("f1", "em"), tuple(OUT_OF_DOMAIN))}

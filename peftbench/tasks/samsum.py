@@ -26,7 +26,7 @@ import json
 from pathlib import Path
 
 from peftbench.errors import UserError
-from peftbench.tasks.base import Task
+from peftbench.tasks.base import generation_task
 from peftbench.tasks.sources import FIX, DataSource, wanted
 
 HUB_DATASET = "Samsung/samsum"
@@ -95,20 +95,4 @@ SOURCE = DataSource(
     what="SAMSum", benchmark="samsum", folder=None, files=tuple(name for _, name in FILES),
     hub_id=HUB_DATASET, hub_config=None, read_folder=_read_folder, read_hub=_hub_splits, embedded=EMBEDDED,
 )  # fmt: skip
-TASKS = {
-    "samsum": Task(
-        name="samsum",
-        benchmark="samsum",
-        label_names=(),
-        train_split="train",
-        eval_splits=("validation",),
-        main_metric="rouge1",
-        score=score,
-        load=SOURCE.load,
-        has_embedded=True,
-        metric_names=ROUGE_TYPES,
-        kind="generation",
-        prompt=prompt,
-        test_splits=("test",),
-    )
-}
+TASKS = {"samsum": generation_task("samsum", "samsum", SOURCE, score, prompt, ROUGE_TYPES)}

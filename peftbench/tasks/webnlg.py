@@ -47,7 +47,7 @@ import json
 from pathlib import Path
 
 from peftbench.errors import UserError
-from peftbench.tasks.base import Task, references_by_input
+from peftbench.tasks.base import generation_task, references_by_input
 from peftbench.tasks.sources import FIX, DataSource, wanted
 
 HUB_DATASET, HUB_CONFIG = "webnlg-challenge/web_nlg", "webnlg_challenge_2017"
@@ -156,20 +156,4 @@ SOURCE = DataSource(
     what="WebNLG 2017", benchmark="webnlg_challenge_2017", folder=None, files=tuple(name for _, name in FILES),
     hub_id=HUB_DATASET, hub_config=HUB_CONFIG, hub_revision=HUB_REVISION, read_folder=_read_folder, read_hub=_hub_splits, embedded=EMBEDDED,
 )  # fmt: skip
-TASKS = {
-    "webnlg": Task(
-        name="webnlg",
-        benchmark="webnlg",
-        label_names=(),
-        train_split="train",
-        eval_splits=("validation",),
-        main_metric="bleu",
-        score=score,
-        load=SOURCE.load,
-        has_embedded=True,
-        metric_names=("bleu", "meteor", "ter"),
-        kind="generation",
-        prompt=prompt,
-        test_splits=TEST_SPLITS,
-    )
-}
+TASKS = {"webnlg": generation_task("webnlg", "webnlg", SOURCE, score, prompt, ("bleu", "meteor", "ter"), TEST_SPLITS)}

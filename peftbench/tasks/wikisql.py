@@ -38,7 +38,7 @@ import json
 from pathlib import Path
 
 from peftbench.errors import UserError
-from peftbench.tasks.base import Task
+from peftbench.tasks.base import generation_task
 from peftbench.tasks.sources import FIX, DataSource, wanted
 from peftbench.tasks.wikisql_query import AGG_OPS, COND_OPS, parse_query, query_text, same_query
 
@@ -170,19 +170,4 @@ SOURCE = DataSource(
     files=tuple(f"{stem}{suffix}" for _, stem in SPLITS for suffix in (".jsonl", ".tables.jsonl")),
     hub_id=HUB_DATASET, hub_config=None, read_folder=_read_folder, read_hub=_hub_splits, hub_revision=HUB_REVISION,
 )  # fmt: skip
-TASKS = {
-    "wikisql": Task(
-        name="wikisql",
-        benchmark="wikisql",
-        label_names=(),
-        train_split="train",
-        eval_splits=("validation",),
-        main_metric="accuracy",
-        score=score,
-        load=SOURCE.load,
-        metric_names=("accuracy",),
-        kind="generation",
-        prompt=prompt,
-        test_splits=("test",),
-    )
-}
+TASKS = {"wikisql": generation_task("wikisql", "wikisql", SOURCE, score, prompt, ("accuracy",), has_embedded=False)}
