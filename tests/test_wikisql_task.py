@@ -82,9 +82,10 @@ def test_generated_queries_are_judged_as_the_official_library_judges_them(split,
     texts = [p["text"] if "error" in p else query_text(p["query"]) for p in predictions]
     rows = TASK.load("dir", release).splits[SPLIT_OF[split]]
     verdicts = official(split)
-    assert matches(texts, rows) == verdicts["exact_match"]
+    ours = matches(texts, rows)
+    assert ours == verdicts["exact_match"]
     assert TASK.score(texts, rows) == {"accuracy": pytest.approx(verdicts["lf_accuracy"])}
-    assert True in verdicts["exact_match"] and False in verdicts["exact_match"]
+    assert any(ours) and not all(ours)  # our judge both accepts and rejects: the cases discriminate
 
 
 @pytest.mark.skipif(not os.environ.get("WIKISQL_REPO"), reason="WIKISQL_REPO names no checkout of salesforce/WikiSQL")

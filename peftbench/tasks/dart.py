@@ -35,12 +35,11 @@ found offline, so a run on the embedded data stops, naming the data folder).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from peftbench.errors import UserError
 from peftbench.tasks.base import generation_task, references_by_input
-from peftbench.tasks.sources import FIX, DataSource, wanted
+from peftbench.tasks.sources import FIX, DataSource, read_json, wanted
 
 HUB_DATASET = "Yale-LILY/dart"
 HUB_REVISION = "refs/convert/parquet"  # the parquet export of the script repository
@@ -66,7 +65,7 @@ def _read_folder(folder: Path, wanted_splits=None) -> dict[str, list[dict]]:
     for split, name in (item for item in FILES if wanted(item[0], wanted_splits)):
         path = folder / name
         if path.is_file():
-            splits[split] = _read_json(path)
+            splits[split] = _read_file(path)
         elif wanted_splits is not None:
             raise UserError(f"missing {path} (DART {split}); {FIX} to the folder holding DART's data/v1.1.1 files")
     if not splits:
@@ -74,11 +73,8 @@ def _read_folder(folder: Path, wanted_splits=None) -> dict[str, list[dict]]:
     return splits
 
 
-def _read_json(path: Path) -> list[dict]:
-    try:
-        triple_sets = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as error:
-        raise UserError(f"{path} is not JSON ({error.msg}, line {error.lineno}); restore it from DART v1.1.1") from error
+def _read_file(path: Path) -> list[dict]:
+    triple_sets = read_json(path, "restore it from DART v1.1.1")
     if not isinstance(triple_sets, list) or not triple_sets:
         raise UserError(f"{path} holds no list of triple sets; restore it from DART v1.1.1")
     rows = []

@@ -22,12 +22,11 @@ under ``DIR/samsum/`` or in the folder itself; ``"hub"`` ``datasets.load_dataset
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from peftbench.errors import UserError
 from peftbench.tasks.base import generation_task
-from peftbench.tasks.sources import FIX, DataSource, wanted
+from peftbench.tasks.sources import FIX, DataSource, read_json, wanted
 
 HUB_DATASET = "Samsung/samsum"
 EMBEDDED = Path(__file__).parent / "data" / "samsum"
@@ -49,15 +48,12 @@ def _read_folder(folder: Path, wanted_splits=None) -> dict[str, list[dict]]:
             if split == "test":
                 continue
             raise UserError(f"missing {path} (SAMSum {split}); {FIX} to the folder holding the files of corpus.7z")
-        splits[split] = _read_json(path)
+        splits[split] = _read_file(path)
     return splits
 
 
-def _read_json(path: Path) -> list[dict]:
-    try:
-        dialogues = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as error:
-        raise UserError(f"{path} is not JSON ({error.msg}, line {error.lineno}); restore it from SAMSum's corpus.7z") from error
+def _read_file(path: Path) -> list[dict]:
+    dialogues = read_json(path, "restore it from SAMSum's corpus.7z")
     if not isinstance(dialogues, list) or not dialogues:
         raise UserError(f"{path} holds no list of dialogues; restore it from SAMSum's corpus.7z")
     rows = []

@@ -51,6 +51,16 @@ def wanted(split: str, splits) -> bool:
     return splits is None or split in splits
 
 
+def read_json(path: Path, restore: str):
+    """A release's JSON file, parsed; a file that is not JSON is one line ending in ``restore``."""
+    import json
+
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise UserError(f"{path} is not JSON ({error.msg}, line {error.lineno}); {restore}") from error
+
+
 def release_folder(folder: Path, subfolders, files, what: str) -> Path:
     """Where a release sits under a data folder: the first of ``subfolders`` (``""`` is ``folder``
     itself) holding ``files[0]``, else the first holding a later one (scoring reads one split's

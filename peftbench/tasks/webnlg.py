@@ -43,12 +43,11 @@ same rows (as WikiSQL's); ``"embedded"`` slices of the three files in
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from peftbench.errors import UserError
 from peftbench.tasks.base import generation_task, references_by_input
-from peftbench.tasks.sources import FIX, DataSource, wanted
+from peftbench.tasks.sources import FIX, DataSource, read_json, wanted
 
 HUB_DATASET, HUB_CONFIG = "webnlg-challenge/web_nlg", "webnlg_challenge_2017"
 HUB_REVISION = "refs/convert/parquet"  # the parquet export of the script repository
@@ -80,17 +79,14 @@ def _read_folder(folder: Path, wanted_splits=None) -> dict[str, list[dict]]:
             if split == "test":
                 continue
             raise UserError(f"missing {path} (WebNLG 2017 {split}); {FIX} to prefix-tuning's data/webnlg_challenge_2017")
-        entries = _read_json(path)
+        entries = _read_file(path)
         splits.update(_splits(split, entries, asked))
     return splits
 
 
-def _read_json(path: Path) -> list[dict]:
+def _read_file(path: Path) -> list[dict]:
     """The corpus-reader's entries, each a (category, size, eid, triples, lexicalisations) dict."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as error:
-        raise UserError(f"{path} is not JSON ({error.msg}, line {error.lineno}); restore it from the WebNLG release") from error
+    data = read_json(path, "restore it from the WebNLG release")
     items = data.get("entries") if isinstance(data, dict) else None
     if not isinstance(items, list) or not items:
         raise UserError(f'{path} holds no "entries" list; give the WebNLG corpus-reader\'s JSON (prefix-tuning\'s data)')
