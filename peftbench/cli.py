@@ -13,7 +13,7 @@ import sys
 from peftbench.errors import UserError
 
 LISTABLE = ("methods", "tasks", "models", "tables", "experiments", "trainers", "runs")
-PLOTS = ("rank_sweep", "frontier", "fusion")
+PLOTS = ("rank_sweep", "frontier", "sparsity", "fusion", "routing", "heads")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -73,13 +73,35 @@ def build_parser() -> argparse.ArgumentParser:
     reproduce.add_argument("--model", help="run the first backbone's rows on M, or another backbone's: roberta-large=M")
     plot = commands.add_parser("plot", help="a paper's figure from the run records, as PNG or SVG")
     plot.add_argument("kind", choices=PLOTS, help="rank_sweep: LoRA's score against r; frontier: score against parameters; "
-                      "fusion: AdapterFusion's attention over its adapters")
+                      "sparsity: score against the backbone share kept (masks) or trained (differences), one line per method; "
+                      "fusion: AdapterFusion's attention over its adapters; routing RUN: a routing run's module usage; "
+                      "heads RUN: a head_pruning run's head importances and pruned heads")
+    plot.add_argument("run", nargs="?", help="routing, heads: the run, its folder or its run id in --results")
     plot.add_argument("--results", default="results", help="the results folder (default: results)")
     plot.add_argument("--out", required=True, help="the figure file, .png or .svg")
     plot.add_argument("--model", help="only this model's runs (default: a panel per model and task)")
     plot.add_argument("--task", help="only this task's runs")
     plot.add_argument("--metric", help="NAME or SPLIT/NAME of the best checkpoint (default: the task's main metric)")
     plot.add_argument("--statistic", default="median", choices=("median", "mean"), help="over seeds (default: median)")
+    compare = commands.add_parser(
+        "compare", help="the Pareto view of any two recorded figures (memory, time, file size, parameters, a metric)",
+        description="peftbench compare --x peak_memory --y accuracy [--task T] [--out FILE.png|.svg]: the frontier as a "
+                    "Markdown table (and a figure with --out); a wrong field name lists the valid ones",
+    )  # fmt: skip
+    compare.add_argument("--x", required=True, help="a figure: peak_memory, avg_memory, train_time, file_size, "
+                         "trainable_params, a metric (accuracy, or validation.accuracy), …")
+    compare.add_argument("--y", required=True, help="another figure (as --x)")
+    compare.add_argument("--results", default="results", help="the results folder (default: results)")
+    compare.add_argument("--task", help="only this task's runs (default: a panel per task)")
+    compare.add_argument("--out", help="also draw the view to this file, .png or .svg")
+    routing = commands.add_parser(
+        "routing-table", help="a token-level moe_adapters run's tokens per module (seed 004's expert-token table)",
+        description="peftbench routing-table RUN [--site SITE] [--top N]: per site and module, its most frequent tokens",
+    )  # fmt: skip
+    routing.add_argument("run", help="the run, its folder or its run id in --results")
+    routing.add_argument("--results", default="results", help="the results folder (default: results)")
+    routing.add_argument("--site", help="only this site, by label (layer 5 ln.ffn) or number")
+    routing.add_argument("--top", type=int, default=5, help="tokens per module (default: 5)")
     submit = commands.add_parser("submit", help="a benchmark server's submission from finished runs (GLUE's zip)")
     submit.add_argument("benchmark", choices=("glue",), help="the benchmark whose server takes it")
     submit.add_argument("runs", nargs="+", help="run folders, one per task (MNLI's also gives AX)")
@@ -112,6 +134,8 @@ def main(argv: list[str] | None = None) -> None:
         commands = {
             "list": cmd_list, "table": cmd_table, "params": cmd_params, "export": cmd_export, "score": cmd_score,
             "doctor": cmd_doctor, "plot": cmd_plot, "reproduce": cmd_reproduce, "submit": cmd_submit,
+            "routing-table": cmd_routing_table,
+            "compare": cmd_compare,
         }  # fmt: skip
         commands[args.command](args)
     except UserError as error:
@@ -180,6 +204,8 @@ def cmd_params(args) -> None:
     if len(counts["tasks"]) > 1:  # one model for several tasks: the papers' "per task" column
         n = len(counts["tasks"])
         print(f"per task   {counts['trainable_method'] / n:>15,.0f}   {share / n:.4f}% of the backbone ({n} tasks share it)")
+    if counts["mask_bits"]:
+        print(f"mask bits  {counts['mask_bits']:>15,}   binary mask entries, not parameters ({-(-counts['mask_bits'] // 8):,} bytes packed)")
     print(f"head       {counts['head']:>15,}   ({counts['task']}, trained with every method)")
     print(f"trainable  {counts['trainable']:>15,}")
     print(f"backbone   {counts['backbone']:>15,}")
@@ -237,6 +263,15 @@ def cmd_reproduce(args) -> None:
         sys.exit(status)
 
 
+def cmd_routing_table(args) -> None:
+    from pathlib import Path
+
+    from peftbench.results.routing import routing_run, token_table
+
+    folder, record = routing_run(args.run, Path(args.results))
+    print(token_table(folder, record, args.site, args.top), end="")
+
+
 def cmd_plot(args) -> None:
     from pathlib import Path
 
@@ -245,13 +280,32 @@ def cmd_plot(args) -> None:
 
     out = Path(args.out)
     draw.output_format(out)  # a bad --out fails before any record is read
+    if (args.run is not None) != (args.kind in ("routing", "heads")):
+        raise UserError("name the run for plot routing and plot heads (peftbench plot heads RUN --out FILE), and only for them")
+    if args.kind == "heads":
+        from peftbench.results.head_plot import head_maps
+        from peftbench.results.heat_map import draw_heat_maps
+
+        maps, title, colour = head_maps(args.run, Path(args.results))
+        draw_heat_maps(maps, out, title, colour)
+        print(out)
+        return
+    if args.kind == "routing":
+        from peftbench.results.heat_map import draw_heat_maps
+        from peftbench.results.routing import routing_maps, routing_run
+
+        _, record = routing_run(args.run, Path(args.results))
+        maps, title, shares = routing_maps(record)
+        draw_heat_maps(maps, out, title, shares)
+        print(out)
+        return
     if args.kind == "fusion":
         from peftbench.results.fusion_plot import draw_fusion, fusion_maps
 
         draw_fusion(fusion_maps(records(Path(args.results)), Path(args.results), args.model, args.task), out)
         print(out)
         return
-    build = plot.rank_sweep if args.kind == "rank_sweep" else plot.frontier
+    build = {"rank_sweep": plot.rank_sweep, "frontier": plot.frontier, "sparsity": plot.sparsity}[args.kind]
     figure = build(
         records(Path(args.results)),
         model=args.model, task=args.task, metric=args.metric, statistic=args.statistic, where=f"{Path(args.results)}/",
@@ -260,3 +314,25 @@ def cmd_plot(args) -> None:
         print(f"warning: {figure.unscored} matching run(s) have no value for the metric and are not plotted", file=sys.stderr)
     draw.draw(figure, out)
     print(out)
+
+
+def cmd_compare(args) -> None:
+    """The frontier of two figures as Markdown on stdout; with ``--out``, the figure too."""
+    from pathlib import Path
+
+    from peftbench.doctor import records
+    from peftbench.results import draw
+    from peftbench.results.compare import compare, frontier_markdown
+    from peftbench.results.frame import runs_frame
+
+    out = Path(args.out) if args.out else None
+    if out is not None:
+        draw.output_format(out)  # a bad --out fails before any record is read
+    results = Path(args.results)
+    if not results.is_dir():
+        raise UserError(f"results folder {results} does not exist; pass --results DIR")
+    comparison = compare(runs_frame(records(results)), args.x, args.y, args.task, where=f"{results}/")
+    print(frontier_markdown(comparison), end="")
+    if out is not None:
+        draw.draw_comparison(comparison, out)
+        print(f"wrote {out}", file=sys.stderr)

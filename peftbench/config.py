@@ -37,7 +37,7 @@ class ModelConfig:
 class TaskConfig:
     name: str = MISSING
     max_length: int = 128
-    format: Optional[str] = None  # classification | multiple_choice | rank_classification; None: by family
+    format: Optional[str] = None  # classification | multiple_choice | rank_classification | cloze | generation | token_classification | masked_lm; None: by task and family
     unlikelihood_loss: bool = False  # rank classification: T-Few's L_UL on the wrong choices (Eq. 2)
     length_normalized_loss: bool = False  # rank classification: T-Few's L_LN (Eq. 3)
     label_smoothing: float = 0.0  # generation: ε of the target distribution
@@ -49,6 +49,13 @@ class TaskConfig:
     # batches drawn by temperature sampling, p_i ∝ n_i^(1/T) (peftbench.train.sampling)
     tasks: list[str] = field(default_factory=list)
     temperature: float = 1.0
+    # A task whose label set its data decides (customer_complaint_database: the Issue values of
+    # the CFPB snapshot read): run that set even when its count is not the paper's (157)
+    labels_from_data: bool = False
+    # Run options a task reads (``Task.options``): the language of a cross-lingual task (XNLI's and
+    # WikiANN's target language, ``mlm``'s text), and ``mlm``'s own text file; None: the task's default
+    language: Optional[str] = None
+    text_file: Optional[str] = None
 
 
 @dataclass
@@ -79,7 +86,8 @@ class TrainerConfig:
     device: str = "auto"  # auto | cpu | cuda
     eval_every_steps: Optional[int] = None  # evaluate every N steps as well as at each epoch end
     log_every: int = 20
-    progress: bool = True
+    progress: bool = True  # a bar on a terminal, a line per log_every steps otherwise
+    log_with: str = "none"  # none | tensorboard | wandb | mlflow | aim: a tracker, local/offline (train/tracking.py)
     group_by_length: bool = True  # length-grouped batches (HF's LengthGroupedSampler); off: random batches
     gradient_checkpointing: bool = False  # recompute activations in backward: less memory, more time
     compile: bool = False  # torch.compile the training forward/backward
@@ -118,7 +126,7 @@ class Config:
 # Fields that do not change a run's result, left out of its id.
 NOT_RESULT_CHANGING = {
     "trainer": {
-        "eval_batch_size", "log_every", "progress", "device", "checkpoint_every_steps", "keep_checkpoints",
+        "eval_batch_size", "log_every", "progress", "log_with", "device", "checkpoint_every_steps", "keep_checkpoints",
         "gradient_checkpointing", "compile",  # speed and memory, not the result (up to float rounding)
     },
     "data": {"dir"},
@@ -132,9 +140,11 @@ NOT_RESULT_CHANGING = {
 # was before they existed, so finished runs stay found.
 LATER_OPTIONS = {
     "trainer": {"group_by_length": True, "frozen_bf16": False, "init_from_task": None},
-    "task": {"tasks": [], "temperature": 1.0},
+    "task": {"tasks": [], "temperature": 1.0, "labels_from_data": False, "language": None, "text_file": None},
     "data": {"train_samples": None},
-    "method": {"init": "kaiming"},  # LoRA's A, initialised so before the option existed
+    # LoRA's A, initialised so before the option existed; bottleneck adapters without MAD-X's invertible adapter;
+    # LT-SFT without its L1 penalty
+    "method": {"init": "kaiming", "invertible": "none", "full_l1": 0.0, "sparse_l1": 0.0},
 }
 
 
@@ -183,8 +193,28 @@ def check_trainer(trainer: dict, task: dict) -> None:
         )
     if trainer["device"] not in {"auto", "cpu", "cuda"}:
         raise UserError(f"trainer.device must be auto, cpu or cuda, got '{trainer['device']}'")
+    check_tracker(trainer.get("log_with", "none"))
     if task["max_length"] < 8:
         raise UserError(f"task.max_length must be ≥ 8, got {task['max_length']}")
+
+
+# trainer.log_with -> the packages that provide it (any one of them); accelerate drives each.
+TRACKERS = {"none": (), "tensorboard": ("tensorboard", "tensorboardX"), "wandb": ("wandb",), "mlflow": ("mlflow",),
+            "aim": ("aim",)}  # fmt: skip
+
+
+def check_tracker(log_with: str) -> None:
+    """Refuse an unknown tracker, or one whose package is not installed, before any model loads."""
+    import importlib.util
+
+    if log_with not in TRACKERS:
+        raise UserError(f"trainer.log_with must be one of {', '.join(TRACKERS)}, got '{log_with}'")
+    packages = TRACKERS[log_with]
+    if packages and not any(importlib.util.find_spec(package) for package in packages):
+        raise UserError(
+            f"trainer.log_with={log_with} needs the {packages[0]} package, which is not installed; "
+            f"`pip install {packages[0]}` or drop trainer.log_with"
+        )
 
 
 def model_config(name: str) -> ModelConfig:
@@ -220,9 +250,12 @@ def method_preset(name: str) -> dict:
 
 def with_parts(method_node: dict) -> dict:
     """The node a method is built from: a combination (``method=[lora,bitfit]``, name ``composed``)
-    gets ``parts``, each part's preset with the combination's ``settings`` for it, so that the
-    method layer never reads ``conf/``; any other node as it is. The run's config (and its id)
-    keeps the node as given."""
+    gets ``parts``, each part's preset with the combination's ``settings`` for it, and a routing
+    method (a ``module`` field: ``method=moe_adapters method.module=lora``) gets ``module_config``,
+    its module's preset with its ``settings``, so that the method layer never reads ``conf/``; any
+    other node as it is. The run's config (and its id) keeps the node as given."""
+    if method_node.get("module") in available("method"):  # an unknown module: the method's check names the known
+        return {**method_node, "module_config": {**method_preset(method_node["module"]), **(method_node.get("settings") or {})}}
     if method_node.get("name") != "composed":
         return method_node
     settings = method_node.get("settings") or {}

@@ -10,14 +10,28 @@ from __future__ import annotations
 
 
 def parameter_counts(model, method, head: list[str]) -> dict:
-    """Trainable parameters (method + head), the method's own, the head's, and the total."""
-    sizes = {name: param.numel() for name, param in model.named_parameters()}
+    """Trainable parameters (method + head), the method's own, the head's, the total, and the
+    bits of the method's binary masks.
+
+    A mask entry is one bit, not a trainable float: ``mask_bits`` counts them apart, and a weight a
+    mask removes (pruned, held at 0) is not counted as trainable, though it sits in a trained
+    tensor (magnitude pruning trains every weight it keeps). A learned mask's scores
+    (``Method.training_only``) are counted nowhere: they train, but the result is the mask."""
+    scaffold = set(method.training_only(model))
+    sizes = {name: param.numel() for name, param in model.named_parameters() if name not in scaffold}
     own = set(method.parameter_names(model))
+    masks = method.binary_masks(model)
+    trainable = {name for name, param in model.named_parameters() if param.requires_grad and name not in scaffold}
+
+    def floats(names: set[str]) -> int:
+        return sum(sizes[name] for name in names) - sum(mask.zeros for name, mask in masks.items() if name in names)
+
     return {
-        "trainable": sum(param.numel() for param in model.parameters() if param.requires_grad),
-        "trainable_method": sum(sizes[name] for name in own),
+        "trainable": floats(trainable),
+        "trainable_method": floats(own),
         "head": sum(sizes[name] for name in head),
         "total": sum(sizes.values()),
+        "mask_bits": sum(mask.entries for mask in masks.values()),
     }
 
 
@@ -42,7 +56,8 @@ def counts_from_config(cfg) -> dict:
     method.check_model(anatomy, arch_config)
     task = tasks[0]
     fmt = run_format(task, model_cfg.family, cfg.task.format, method)
-    model = skeleton_for_classification(model_cfg, 1 if fmt == "multiple_choice" else task.num_labels)
+    model = skeleton_for_classification(model_cfg, 1 if fmt == "multiple_choice" else task.num_labels,
+                                        per_token=fmt == "token_classification")
     classifier = sum(param.numel() for name, param in model.named_parameters() if name in head_parameter_names(model))
     backbone = sum(param.numel() for param in model.parameters()) - classifier
     counts = parameter_counts(model, method, attach(method, model, anatomy, train_head=FORMATS[fmt].trains_head))

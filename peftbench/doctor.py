@@ -32,7 +32,7 @@ from typing import Callable, Iterator
 from peftbench.atomic import write_json_atomic
 from peftbench.integrity import safetensors_problem
 from peftbench.results.lock import LOCK_FILE, lock_holder
-from peftbench.results.record import CorruptRecord, RECORD_FILE, WEIGHTS_FILE, iter_records, read_record, warn_to_stderr
+from peftbench.results.record import CorruptRecord, RECORD_FILE, WEIGHTS_FILE, read_record, read_records, run_dirs, warn_to_stderr
 from peftbench.train.checkpoint import Checkpoints
 
 TRASH = ".trash"
@@ -48,22 +48,19 @@ class Finding:
 
 def records(root: Path, warn: Callable = warn_to_stderr) -> Iterator[dict]:
     """Every readable record under ``root`` (``iter_records``); each damaged checkpoint and each
-    unreadable record is passed to ``warn`` once (the quick check: state.json and file sizes)."""
-    for run_dir in _run_dirs(root):
+    unreadable record is passed to ``warn`` once (the quick check: state.json and file sizes).
+    The folder is listed once, for both."""
+    folders = run_dirs(root)
+    for run_dir in folders:
         for problem in checkpoint_problems(run_dir):
             warn(problem)
-    yield from iter_records(root, warn)
+    yield from read_records(folders, warn)
 
 
 def examine(root: Path, deep: bool = False) -> list[Finding]:
     """Every finding under ``root`` (``deep`` also checks each checkpoint's checksum)."""
-    return [finding for run_dir in _run_dirs(root) for finding in _examine_run(root, run_dir, deep)]
-
-
-def _run_dirs(root: Path) -> list[Path]:
-    if not root.is_dir():
-        return []
-    return sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    folders = run_dirs(root) if root.is_dir() else []
+    return [finding for run_dir in folders for finding in _examine_run(root, Path(run_dir), deep)]
 
 
 def checkpoint_problems(run_dir: str | os.PathLike, deep: bool = False) -> list:

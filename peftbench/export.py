@@ -11,12 +11,16 @@ logits on encoders, and on decoders for unpadded input only: peft hands a decode
 ``inputs_embeds`` alone, and HF's decoder classifiers then pool the last position, a pad token
 under right padding, where the run pools the last real token (``methods/soft_prompt.py``).
 The method declares this (``Method.export_limitation``) and the provenance file records it.
+
+A ``method=peft`` run already holds peft's own save, head included (``RUN/peft``, written by the
+run in any format): export copies it, with the provenance file.
 """
 
 from __future__ import annotations
 
 import copy
 import json
+import shutil
 from pathlib import Path
 
 from peftbench.errors import UserError
@@ -31,6 +35,7 @@ def export_peft(run_dir: Path, out: Path) -> Path:
 
     from peftbench.atomic import write_text_atomic
     from peftbench.config import ModelConfig
+    from peftbench.methods.peft_backed import FOLDER as PEFT_FOLDER
     from peftbench.methods.base import attach
     from peftbench.models.anatomy import anatomy_of
     from peftbench.models.load import model_type
@@ -46,6 +51,11 @@ def export_peft(run_dir: Path, out: Path) -> Path:
     if out.exists() and any(out.iterdir()):
         raise UserError(f"{out} exists and is not empty; pass a new --out folder")
     method = method_from_config(record["method_config"])
+    model_cfg = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(ModelConfig), record["config"]["model"]))
+    if (Path(run_dir) / PEFT_FOLDER).is_dir():  # method=peft: the run kept peft's own save (head included)
+        shutil.copytree(Path(run_dir) / PEFT_FOLDER, out, dirs_exist_ok=True)
+        write_text_atomic(out / PROVENANCE, json.dumps(_provenance(record, model_cfg, method), indent=2) + "\n")
+        return out
     if not method.in_peft:
         method.to_peft(None)  # the refusal, before any weights load
     if record.get("format", "classification") != "classification":
@@ -53,8 +63,9 @@ def export_peft(run_dir: Path, out: Path) -> Path:
             f"run {run_dir} ran in the {record['format']} format; export supports classification runs "
             "(peft's SEQ_CLS task type)"
         )
-    model_cfg = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(ModelConfig), record["config"]["model"]))
     task = get_task(record["task"])
+    if task.declared_classes:  # its label set is the data's, as the run read it
+        task = task.with_labels(record["data"]["label_names"])
     base, tokenizer, _ = build_model(model_cfg, task, record["seed"], "classification", record["config"]["task"])
     model = copy.deepcopy(base)
     head = attach(method, model, anatomy_of(model_type(model_cfg)), tokenizer)
@@ -81,6 +92,12 @@ def export_peft(run_dir: Path, out: Path) -> Path:
     twin.eval()  # prompt learning saves the prompt encoder's output: no dropout in it
     twin.save_pretrained(str(out))
     tokenizer.save_pretrained(str(out))
+    write_text_atomic(out / PROVENANCE, json.dumps(_provenance(record, model_cfg, method), indent=2) + "\n")
+    return out
+
+
+def _provenance(record: dict, model_cfg, method) -> dict:
+    """Where the exported adapter comes from: the run, its backbone, method and main metric."""
     provenance = {
         "run_id": record["run_id"],
         "model": record["model"],
@@ -92,5 +109,4 @@ def export_peft(run_dir: Path, out: Path) -> Path:
     }
     if method.export_limitation:
         provenance["limitation"] = method.export_limitation
-    write_text_atomic(out / PROVENANCE, json.dumps(provenance, indent=2) + "\n")
-    return out
+    return provenance

@@ -6,8 +6,10 @@ task's format (after the method's prompt rewrite, for in-context learning), the 
 (length-grouped; for several tasks, temperature-sampled one-task batches), the evaluation
 callback (metrics per split, or per ``task/split`` and their ``average`` for a multi-task run) and
 the loss (the format's, plus the method's penalty), and the scoring of the held-out labelled
-splits (E2E's test set) once, with the best weights, as the papers report them. The trainer
-receives the first four and nothing else.
+splits (E2E's test set) once, with the best weights, as the papers report them (in the method's
+``testing`` context: MAD-X's target language adapter swapped in). The trainer
+receives the first four and nothing else. A multi-task run on a model with a task head gives
+each task its own (``add_heads``), and each batch and evaluation selects its task's.
 """
 
 from __future__ import annotations
@@ -58,6 +60,7 @@ def build_pipeline(p, fmt, tokenizer) -> Pipeline:
     drawn by temperature sampling, each with its own task's format; metrics per task and their
     mean). ``fmt`` is the first task's format, as ``build_model`` made it."""
     from peftbench.formats import make_format
+    from peftbench.models.heads import select_head
     from peftbench.train.batching import train_loader
     from peftbench.train.sampling import multitask_loader
 
@@ -81,10 +84,15 @@ def build_pipeline(p, fmt, tokenizer) -> Pipeline:
     elif train:
         loader = train_loader(train[0], fmt, trainer.batch_size, seed, trainer.group_by_length)
 
+    def use_task(model, task: str) -> None:
+        method.select_task(task)
+        if p.multitask:
+            select_head(model, task)
+
     def scores(model, splits_of: Callable) -> dict:
         metrics = {}
         for part, f, feats in zip(p.parts, formats, features):
-            method.select_task(part.task.name)
+            use_task(model, part.task.name)
             for split in splits_of(part):
                 with method.evaluating(model):
                     predictions = f.predict(model, feats[split], trainer.eval_batch_size)
@@ -101,12 +109,13 @@ def build_pipeline(p, fmt, tokenizer) -> Pipeline:
         return metrics
 
     def test(model) -> dict:
-        return scores(model, held_out)
+        with method.testing(model):
+            return scores(model, held_out)
 
     def task_loss(model, batch: dict):
         if not p.multitask:
             return fmt.loss(model, batch)
-        method.select_task(p.parts[batch["task"]].task.name)
+        use_task(model, p.parts[batch["task"]].task.name)
         return formats[batch["task"]].loss(model, {k: v for k, v in batch.items() if k != "task"})
 
     def loss(model, batch: dict):
@@ -117,6 +126,15 @@ def build_pipeline(p, fmt, tokenizer) -> Pipeline:
     first = p.parts[0].task
     select = (AVERAGE, "score") if p.multitask else (first.main_split, first.main_metric)
     return Pipeline(formats, features, loader, evaluate, select, loss, test)
+
+
+def add_heads(p, model, pipeline: Pipeline) -> None:
+    """A multi-task run whose formats train a head: a head per task (``peftbench.models.heads``),
+    the first task's the one ``build_model`` made; the pipeline selects each batch's task's."""
+    from peftbench.models.heads import add_task_heads
+
+    if p.multitask and pipeline.formats[0].trains_head:
+        add_task_heads(model, {part.task.name: f.head_size(part.task) for part, f in zip(p.parts, pipeline.formats)})
 
 
 def held_out(part) -> list[str]:

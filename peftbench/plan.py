@@ -4,7 +4,9 @@
 backbone's anatomy and architecture (family checked), the task or tasks with the format each runs
 in, their rows from the chosen source (``tasks/sources.py``) cut to folds and sample limits, the
 finished runs a warm start or AdapterFusion builds on, and the run id (a hash of the
-result-changing config) with its folder. It writes nothing, so bad input is one line (exit 2)
+result-changing config) with its folder. A task whose label set its data decides (the CFPB
+complaints) is read before its format is chosen, and takes the label set it read
+(``labelled_by``). It writes nothing, so bad input is one line (exit 2)
 in about a second, before any model loads. ``peftbench run`` plans every job of a sweep before
 launching it, each job once: a task's rows are read once for all the jobs that use them, and a
 job that runs in the planning process takes its plan from there. ``peftbench params`` counts
@@ -81,25 +83,29 @@ class Planner:
         name, tasks = run_tasks(config["task"])
         method = method_from_config(config["method"])
         method.tasks = [task.name for task in tasks]
-        method.class_labels = list(dict.fromkeys(word for task in tasks for word in task.verbalizers))
         check_trainer(config["trainer"], config["task"])
+        _check_labels_from_data(config["task"], tasks)
         anatomy = checked_anatomy(model_cfg)
         check_weights(model_cfg)
         arch_config = architecture_config(model_cfg)
         method.check_model(anatomy, arch_config)
+        tasks = [self._labelled(task, config) for task in tasks]
+        method.class_labels = list(dict.fromkeys(word for task in tasks for word in task.verbalizers))
         formats = [run_format(task, model_cfg.family, config["task"]["format"], method) for task in tasks]
         if len(tasks) > 1:
             _check_multitask(method, model_cfg, [FORMATS[f].trains_head for f in formats], config["task"]["temperature"])
         method.check_tokenizer(lambda: load_tokenizer(model_cfg))
         parts = [Part(task, self._data(config["data"], task, config["seed"]), fmt) for task, fmt in zip(tasks, formats)]
+        method.check_steps(_optimizer_steps(parts, config["trainer"]))
         results_dir = Path(config["results_dir"])
         _check_writable(results_dir)
         runs = RunIndex(results_dir)
         init_from = _warm_start_source(config, model_cfg.name, method.name, runs)
         builds_on = method.prerequisites(runs, model_cfg.name, config["seed"])
         first = parts[0]
+        chosen = [fmt for task, fmt in zip(tasks, formats) if method.preferred_format(task, model_cfg.family) == fmt]
         run = run_id(
-            _identity(config, first.data, init_from, builds_on),
+            _identity(config, first.data, init_from, builds_on, chosen),
             prefix=f"{name}.{model_cfg.name}.{method.name}.s{config['seed']}" + _fold_suffix(config["data"], first.task),
         )
         return Plan(config, model_cfg, method, anatomy, arch_config, run, results_dir / run, init_from, parts, name)
@@ -107,13 +113,24 @@ class Planner:
     def _data(self, data_cfg: dict, task, seed: int):
         """The task's rows for this run: from the chosen source (read once per planner), then cut
         to the cross-validation fold and the sample limits; every split the run needs present."""
+        loaded = self._loaded(task, data_cfg)
+        return _shaped(dataclasses.replace(loaded, splits=dict(loaded.splits)), data_cfg, task, seed)
+
+    def _loaded(self, task, data_cfg: dict):
+        """The task's rows as its source gives them, read once per planner (per run options: XNLI in
+        each language is other rows)."""
         from peftbench.tasks.sources import data_dir, load_task
 
-        key = (task.name, data_cfg["source"], data_dir(data_cfg["dir"]))
+        key = (task.name, task.options, data_cfg["source"], data_dir(data_cfg["dir"]))
         if key not in self._rows:
             self._rows[key] = load_task(task, data_cfg["source"], data_cfg["dir"])
-        loaded = self._rows[key]
-        return _shaped(dataclasses.replace(loaded, splits=dict(loaded.splits)), data_cfg, task, seed)
+        return self._rows[key]
+
+    def _labelled(self, task, config: dict):
+        """``task``, or where its data decides its label set, the task with the set it reads."""
+        if not task.declared_classes:
+            return task
+        return labelled_by(task, self._loaded(task, config["data"]), config["task"]["labels_from_data"])
 
 
 def plan(cfg) -> Plan:
@@ -159,25 +176,26 @@ def checked_anatomy(model_cfg):
 
 
 def run_tasks(task_cfg: dict) -> tuple[str, list]:
-    """The run's task name and its tasks: one, or the several of a multi-task config."""
+    """The run's task name and its tasks: one, or the several of a multi-task config, each bound to
+    the run options it reads (``task.language``, ``task.text_file``)."""
     from peftbench.tasks import get_task
 
     names = task_cfg["tasks"]
     if task_cfg["name"] == "multi" and len(names) < 2:
         raise UserError("task=multi needs two tasks or more; name them: task=[rte,mrpc,sst2] (or task.tasks=[…])")
     if not names:
-        return task_cfg["name"], [get_task(task_cfg["name"])]
+        return task_cfg["name"], [get_task(task_cfg["name"], task_cfg)]
     if len(set(names)) < len(names):
         raise UserError(f"task.tasks names a task twice ({', '.join(names)}); name each once")
     name = "+".join(names) if task_cfg["name"] == "multi" else task_cfg["name"]
-    return name, [get_task(n) for n in names]
+    return name, [get_task(n, task_cfg) for n in names]
 
 
 def run_format(task, family: str, override: str | None, method) -> str:
     """The format ``task`` runs in on ``family``, checked against the method."""
     from peftbench.formats import format_name
 
-    fmt = format_name(task, family, override)
+    fmt = format_name(task, family, override, method.preferred_format(task, family))
     method.check_format(task, fmt)
     if fmt == "generation" and family not in method.generates:
         raise UserError(
@@ -188,18 +206,53 @@ def run_format(task, family: str, override: str | None, method) -> str:
     return fmt
 
 
+def _optimizer_steps(parts: list[Part], trainer: dict) -> int:
+    """The run's optimiser steps, from its training rows (a batch of ``batch_size`` rows of one task,
+    as ``train.batching`` and ``train.sampling`` cut them)."""
+    from types import SimpleNamespace
+
+    from peftbench.train.loop import optimizer_steps
+
+    batch = trainer["batch_size"]
+    batches = sum(-(-len(part.data.splits[part.task.train_split]) // batch) for part in parts)
+    return optimizer_steps(batches, SimpleNamespace(**trainer))
+
+
 def _check_multitask(method, model_cfg, trains_head: list[bool], temperature: float) -> None:
     if not method.multitask:
         raise UserError(f"method '{method.name}' trains for one task at a time; run it per task (-m task=a,b)")
-    if any(trains_head):
+    if any(trains_head) and not all(trains_head):
         raise UserError(
-            f"multi-task runs need a language model that reads every task as text; {model_cfg.name} is "
-            f"{model_cfg.family} and would need a head per task (not supported yet); pick a decoder or "
-            "encoder_decoder model (e.g. model=tiny-t5, model=smollm2-135m)"
+            f"a multi-task run reads every task through a head of its own or every task as text; on "
+            f"{model_cfg.name} these tasks mix the two; pick tasks of one kind, or one task.format for all"
         )
     if temperature <= 0:
         raise UserError(f"task.temperature must be positive, got {temperature}; 1 samples "
                         "in proportion to the data, 10 as Hyperformer, large values uniformly")  # fmt: skip
+
+
+def _check_labels_from_data(task_cfg: dict, tasks: list) -> None:
+    if task_cfg["labels_from_data"] and not any(task.declared_classes for task in tasks):
+        raise UserError(
+            f"task.labels_from_data=true is for tasks whose label set their data decides "
+            f"(customer_complaint_database); {task_cfg['name']} names its labels itself, so drop it"
+        )
+
+
+def labelled_by(task, data, labels_from_data: bool):
+    """``task`` with the label set its rows name (``TaskData.label_names``), where the data decides
+    it (``Task.declared_classes``). Full data must name as many classes as the paper declares (a
+    snapshot other than the paper's names others: one line, before any model loads), unless
+    ``task.labels_from_data=true`` runs the set it names; a sample (the shipped slice, a few
+    rows) names what it holds."""
+    found = len(data.label_names)
+    if found != task.declared_classes and not (data.sample or labels_from_data):
+        raise UserError(
+            f"task {task.name}: {data.location} names {found} classes, not the {task.declared_classes} of the "
+            f"paper's data (another snapshot of it); pass a copy with the paper's classes, or "
+            f"task.labels_from_data=true to run these {found}"
+        )
+    return task.with_labels(data.label_names)
 
 
 def few_shot(rows: list, k: int, seed: int) -> list:
@@ -247,13 +300,23 @@ def _shaped(data, data_cfg: dict, task, seed: int):
     return data
 
 
-def _identity(config: dict, data, init_from: Path | None, builds_on: list[Path]) -> dict:
+def _identity(config: dict, data, init_from: Path | None, builds_on: list[Path], chosen: list[str]) -> dict:
     """The result-changing fields, plus the data's official subset when there is one (FewGLUE
-    and SuperGLUE runs of one config differ), the run a warm start starts from and the runs the
-    method builds on; without any of them, the id is what it always was."""
+    and SuperGLUE runs of one config differ), the label set where the data decides it (two
+    snapshots of the CFPB complaints with other Issue values are other runs), the run a warm start
+    starts from, the runs the method builds on and the formats the method chose (``chosen``:
+    P-tuning's cloze on an encoder, where such runs once read a classification head); without any
+    of them, the id is what it always was."""
+    import hashlib
+
     fields = identity(config)
+    if chosen and config["task"]["format"] is None:
+        fields["task"] = {**fields["task"], "format": "+".join(dict.fromkeys(chosen))}
     if data.subset:
         fields["data"] = {**fields["data"], "subset": data.subset}
+    if data.label_names is not None:
+        labels = hashlib.sha256(json.dumps(list(data.label_names)).encode()).hexdigest()[:16]
+        fields["data"] = {**fields["data"], "label_names_sha256": labels}
     if init_from:
         fields["trainer"] = {**fields["trainer"], "init_from_run": init_from.name}
     if builds_on:

@@ -1,8 +1,9 @@
 """``peftbench reproduce TABLE``: every run a paper's table needs, worked out, then launched.
 
 For each row × column of the table spec (narrowed with ``--rows`` / ``--columns``, shell patterns)
-the run that fills the cell is the row's preset (its ``preset:``, an experiment config) or its
-model, method and ``match`` fields as overrides, with the column's task (and few-shot size,
+the run that fills the cell is the row's preset (its ``preset:``, an experiment config; the
+column task's own where the row maps its tasks to presets) or its model, method and ``match``
+fields (the column task's, likewise) as overrides, with the column's task (and few-shot size,
 ``data.train_samples``) and the paper's seed count
 (``seeds:``, else one seed; a preset's own seed sweep where it has one); a multi-task row's
 columns are one run over their tasks. ``--model M`` runs one backbone's rows on M, as
@@ -83,9 +84,10 @@ def work_out(name: str, rows=None, columns=None, model: str | None = None, overr
             for group in ([named] if row.training == "multitask" and len(named) > 1 else [[task] for task in named])
         ]
         for k, group in groups:
-            sweep_overrides = [*_row_overrides(row), f"model={row_model}", _task_override(group)]
+            # a row whose match or preset differs by task is single-task (spec.py): group[0] is its task
+            sweep_overrides = [*_row_overrides(row, group[0]), f"model={row_model}", _task_override(group)]
             sweep_overrides += [f"data.train_samples={k}"] if k is not None else []
-            sweep_overrides += _seeds(spec.seeds, row.preset, list(overrides))
+            sweep_overrides += _seeds(spec.seeds, row.preset_for(group[0]), list(overrides))
             key = tuple(sweep_overrides)
             sweeps.setdefault(key, Sweep([], sweep_overrides)).rows.append(row.label)
     reproduction = Reproduction(name, list(sweeps.values()), unreachable)
@@ -141,7 +143,7 @@ def _unreachable(row, model: str, column) -> str | None:
         return f"{model}'s weights were never published (its config counts parameters); --model M runs the row on another model"
     if row.method not in available("method"):
         return f"no method {row.method} in peftbench"
-    missing = sorted(set(row.match) - set(method_preset(row.method)))
+    missing = sorted(set(row.match_for(column.task)) - set(method_preset(row.method)))
     if missing:
         return f"its match names {', '.join(missing)}, which no {row.method} config has"
     if column.task not in available("task"):
@@ -154,11 +156,18 @@ def _unreachable(row, model: str, column) -> str | None:
     return None
 
 
-def _row_overrides(row) -> list[str]:
-    """The row's preset, or its method and the match fields that make its variant."""
-    if row.preset:
-        return [f"experiment={row.preset}"]
-    return [f"method={row.method}", *(f"method.{key}={_value(value)}" for key, value in row.match.items())]
+def _row_overrides(row, task: str) -> list[str]:
+    """The row's preset for ``task``, or its method and the match fields that make its variant there."""
+    preset = row.preset_for(task)
+    if preset:
+        return [f"experiment={preset}"]
+    overrides = [f"method={row.method}"]
+    for key, value in row.match_for(task).items():
+        if isinstance(value, dict):  # a mapping field (method=peft's config): its entries, added or set
+            overrides += [f"++method.{key}.{name}={_value(item)}" for name, item in value.items()]
+        else:
+            overrides.append(f"method.{key}={_value(value)}")
+    return overrides
 
 
 def _task_override(tasks: list[str]) -> str:
@@ -166,10 +175,24 @@ def _task_override(tasks: list[str]) -> str:
 
 
 def _seeds(seeds: int | None, preset: str | None, overrides: list[str]) -> list[str]:
-    """The paper's seed count as a sweep, unless the command line or the preset sets seeds."""
+    """The paper's seed count as a sweep, unless the command line or the preset sets seeds (a sweep,
+    or where the paper gives no count, the one seed its script runs: prefix tuning's 101)."""
     if any(override.startswith("seed=") for override in overrides) or "seed" in _preset_sweep(preset):
         return []
+    if seeds is None and _preset_seed(preset) is not None:
+        return []
     return [f"seed={','.join(str(seed) for seed in range(seeds or 1))}"]
+
+
+def _preset_seed(preset: str | None) -> int | None:
+    """The seed an experiment preset sets itself (its top-level ``seed:``), if any."""
+    if preset is None:
+        return None
+    import yaml
+
+    from peftbench.config import CONF_DIR
+
+    return (yaml.safe_load((CONF_DIR / "experiment" / f"{preset}.yaml").read_text()) or {}).get("seed")
 
 
 @functools.cache
@@ -192,6 +215,8 @@ def _value(value) -> str:
         return str(value).lower()
     if isinstance(value, list):
         return "[" + ",".join(_value(item) for item in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{key}:{_value(item)}" for key, item in value.items()) + "}"
     return str(value)
 
 
@@ -231,7 +256,8 @@ def _runs(sweep: Sweep, overrides: list[str]):
     if swept - {"seed"} or set(_preset_sweep(preset)) - {"seed"}:
         return [(job, lambda job=job: compose(job)) for job in jobs(given, multirun=True)]
     seeds = next((str(o.partition("=")[2]) for o in reversed(given) if o.startswith("seed=")), None)
-    seeds = (seeds or str(_preset_sweep(preset).get("seed", 0))).split(",")
+    default = _preset_sweep(preset).get("seed", _preset_seed(preset))
+    seeds = (seeds or str(0 if default is None else default)).split(",")
     fixed = [o for o in given if not o.startswith("seed=")]
     composed = []
 

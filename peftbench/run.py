@@ -71,11 +71,12 @@ def setup(p: Plan) -> Session:
     from omegaconf import OmegaConf
 
     from peftbench.atomic import write_json_atomic, write_text_atomic
-    from peftbench.pipeline import build_model, build_pipeline
+    from peftbench.pipeline import add_heads, build_model, build_pipeline
 
     first = p.parts[0]
     model, tokenizer, fmt = build_model(p.model_cfg, first.task, p.config["seed"], first.format, p.config["task"])
     pipeline = build_pipeline(p, fmt, tokenizer)
+    add_heads(p, model, pipeline)
     p.run_dir.mkdir(parents=True, exist_ok=True)
     write_text_atomic(p.run_dir / CONFIG, OmegaConf.to_yaml(OmegaConf.create(p.config)))
     if not (p.run_dir / "checkpoints").is_dir():  # a fresh start: an older history is from a run that left no checkpoint
@@ -100,6 +101,7 @@ def train(run: Session):
     from peftbench.pipeline import trainer_settings
     from peftbench.train.checkpoint import Checkpoints
     from peftbench.train.loop import evaluate_once, fit
+    from peftbench.train.tracking import tracking
 
     p, model, pipeline = run.plan, run.model, run.pipeline
     trains_head = pipeline.formats[0].trains_head
@@ -117,35 +119,48 @@ def train(run: Session):
     else:
         checkpoints = Checkpoints(run.folder / "checkpoints" / "train", keep=settings.keep_checkpoints)
         result = fit(model, pipeline.loader, pipeline.evaluate, pipeline.select, settings,
-                     loss=pipeline.loss, on_evaluation=on_evaluation, checkpoints=checkpoints)  # fmt: skip
+                     loss=pipeline.loss, on_evaluation=on_evaluation, checkpoints=checkpoints,
+                     on_step=lambda step: p.method.after_step(model, step),
+                     on_resume=lambda step: p.method.resume_at(model, step),
+                     learning_rates=p.method.learning_rates(model),
+                     tracking=tracking(settings.log_with, run.folder, p.run_id, p.config))  # fmt: skip
     if search_s is not None:  # the search phase is part of the method's cost
         result.cost.update(search_s=search_s, wall_s=round(result.cost["wall_s"] + search_s, 3))
     return result
 
 
 def finish(run: Session, result) -> None:
-    """Save the best weights, write the method's reports and the submission, complete the record,
-    and prune the checkpoints to the best one."""
+    """Save the best weights (and the method in its library's format where it has one: method=peft's
+    ``peft/`` folder), write the method's reports and the submission, complete the record, and prune
+    the checkpoints to the best one."""
     import torch
 
     from peftbench.atomic import write_json_atomic
     from peftbench.environment import environment
+    from peftbench.models.anatomy import head_parameter_names
     from peftbench.train.checkpoint import Checkpoints
     from peftbench.train.weights import save_weights
 
     p, model = run.plan, run.model
-    save_weights({**result.best_state, **p.method.saved_buffers(model)}, run.folder / WEIGHTS_FILE)
     model.load_state_dict(result.best_state, strict=False)
+    scaffold = set(p.method.training_only(model))  # a learned mask's scores: their outcome is in the saved bits
+    kept = {name: tensor for name, tensor in result.best_state.items() if name not in scaffold}
+    save_weights({**kept, **p.method.saved_buffers(model)}, run.folder / WEIGHTS_FILE)
+    head = head_parameter_names(model) if run.pipeline.formats[0].trains_head else []
+    p.method.save_alongside(model, head, run.folder)
     result.best = {**result.best, **_test(run, result.best_step or 0)}  # a copy: best may be last itself
     for name, data in p.method.reports(model, run.pipeline.evaluate).items():
         write_json_atomic(run.folder / name, data)
+    run.record.update(p.method.measured(model))  # after the reports: a router's usage is measured by them
     submission = None if p.multitask else _submit(run)
     env = environment(result.cost["device"])
     records.completed(run.record, result, run.pipeline.select, submission, env)
     run.record["cost"]["torch_threads"] = torch.get_num_threads()
+    run.record["cost"]["adapter_file_bytes"] = (run.folder / WEIGHTS_FILE).stat().st_size  # what a user keeps per task
     write_json_atomic(run.folder / RECORD_FILE, run.record)
     Checkpoints(run.folder / "checkpoints" / "train").prune(best=result.best_step, keep=0)
-    shutil.rmtree(run.folder / "checkpoints" / "search", ignore_errors=True)  # its outcome, the mask, is in the weights
+    for search in (run.folder / "checkpoints").glob("search*"):  # their outcome, the mask, is in the weights
+        shutil.rmtree(search, ignore_errors=True)
 
 
 def _test(run: Session, best_step: int) -> dict:
@@ -166,29 +181,62 @@ def _history(run: Session, phase: str):
 
 
 def _search(run: Session, trains_head: bool) -> float | None:
-    """A method that picks its parameters by training first (LT-SFT) does so here, with the run's
-    trainer at the rate it asks for; its evaluations go to the history marked ``phase: search``.
-    Returns the phase's wall seconds (None when the method does not search)."""
+    """A method that picks its parameters by training first (LT-SFT, pruning) does so here, with
+    the run's trainer at the rate it asks for (else ``trainer.lr``), once or in rounds (iterative
+    pruning), each round a phase of its own, ``search`` then ``search-1``, ``search-2``, …: its
+    evaluations go to the history marked with it, its checkpoints to ``checkpoints/<phase>``, so
+    that a resumed run replays the rounds it finished. Returns the search's wall seconds (None
+    when the method does not search)."""
     from peftbench.models.anatomy import head_parameter_names
-    from peftbench.pipeline import trainer_settings
-    from peftbench.train.checkpoint import Checkpoints
-    from peftbench.train.loop import fit
 
-    p, pipeline = run.plan, run.pipeline
-    if not p.method.searches:
+    if not run.plan.method.searches:
         return None
-    spent = []
-    keep = p.config["trainer"]["keep_checkpoints"]
+    search = _Search(run)
+    run.plan.method.search(run.model, head_parameter_names(run.model) if trains_head else [], search)
+    return sum(search.spent)
 
-    def train(lr: float) -> None:
-        settings = trainer_settings(p.config, lr=lr)
-        result = fit(run.model, pipeline.loader, pipeline.evaluate, pipeline.select, settings, loss=pipeline.loss,
-                     on_evaluation=_history(run, "search"),
-                     checkpoints=Checkpoints(run.folder / "checkpoints" / "search", keep=keep))  # fmt: skip
-        spent.append(result.cost["wall_s"])
 
-    p.method.search(run.model, head_parameter_names(run.model) if trains_head else [], train)
-    return sum(spent)
+class _Search:
+    """What ``Method.search`` trains with: called, one round of the run's trainer; ``gradients``,
+    one pass over the training batches without an optimiser; ``evaluate``, the run's evaluation."""
+
+    def __init__(self, run: Session):
+        self.run = run
+        self.rounds = 0
+        self.spent: list[float] = []  # wall seconds of each round and pass
+
+    def __call__(self, lr: float | None = None, on_step=None) -> None:
+        from peftbench.pipeline import trainer_settings
+        from peftbench.train.checkpoint import Checkpoints
+        from peftbench.train.loop import fit
+
+        p, pipeline = self.run.plan, self.run.pipeline
+        settings = trainer_settings(p.config, **({} if lr is None else {"lr": lr}))
+        phase = "search" if not self.rounds else f"search-{self.rounds}"  # a round's own history phase and checkpoints
+        checkpoints = Checkpoints(self.run.folder / "checkpoints" / phase, keep=p.config["trainer"]["keep_checkpoints"])
+        result = fit(self.run.model, pipeline.loader, pipeline.evaluate, pipeline.select, settings, loss=pipeline.loss,
+                     on_evaluation=_history(self.run, phase), checkpoints=checkpoints, on_step=on_step,
+                     learning_rates=p.method.learning_rates(self.run.model))  # fmt: skip
+        self.rounds += 1
+        self.spent.append(result.cost["wall_s"])
+
+    def gradients(self, on_batch) -> None:
+        import time
+
+        from peftbench.pipeline import trainer_settings
+        from peftbench.train.loop import gradient_pass
+
+        started = time.perf_counter()
+        pipeline = self.run.pipeline
+        gradient_pass(self.run.model, pipeline.loader, pipeline.loss, trainer_settings(self.run.plan.config), on_batch)
+        self.spent.append(round(time.perf_counter() - started, 3))
+
+    def evaluate(self) -> dict:
+        import torch
+
+        self.run.model.eval()
+        with torch.inference_mode():
+            return self.run.pipeline.evaluate(self.run.model)
 
 
 def _warm_start(model, head: list[str], source: Path) -> None:

@@ -5,13 +5,14 @@ any predictions file, printed as JSON with four decimals (as the official scorer
   references as plain text grouped by blank lines or csv/tsv with an MR column; predictions one
   per line, or csv/tsv.
 - A registered task: predictions one per line, as label names (``entailment``) or class indices
-  (floats for STS-B); references one label per line, or, without ``--references``, the task's
+  (floats for STS-B; for NER, a sentence's tags separated by spaces: ``B-PER I-PER O``); references one label per line, or, without ``--references``, the task's
   validation rows from ``--data-dir`` / ``$PEFTBENCH_DATA`` / the embedded slice — the only way
   to score MultiRC and ReCoRD, whose metrics group answers by question.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from peftbench.errors import UserError
@@ -33,10 +34,17 @@ def score_file(task_name: str, predictions: Path, references: Path | None, data_
     from peftbench.tasks import get_task
 
     task = get_task(task_name)
+    if task.kind == "masked_lm":
+        raise UserError(f"task {task.name} is scored by the model's own loss on held-out text, not from a predictions "
+                        "file; its runs record accuracy, loss and perplexity")  # fmt: skip
     rows = _label_rows(task, references) if references else _validation_rows(task, data_dir)
     values = [_parse_prediction(task, line, n) for n, line in enumerate(_lines(predictions), start=1)]
     if len(values) != len(rows):
         raise UserError(f"{predictions} has {len(values)} predictions for {len(rows)} references; give one per line")
+    if task.kind == "token_classification":
+        for number, (tags, row) in enumerate(zip(values, rows), start=1):
+            if len(tags) != len(row["label"]):
+                raise UserError(f"line {number}: {len(tags)} tags for a sentence of {len(row['label'])} words; give one tag per word")
     try:
         scores = task.score(values, rows)
     except KeyError as missing:
@@ -54,6 +62,8 @@ def _lines(path: Path) -> list[str]:
 def _parse_prediction(task, text: str, line: int):
     if task.kind == "generation":
         return text
+    if task.kind == "token_classification":
+        return [_parse_prediction(replace(task, kind="classification"), tag, line) for tag in text.split()]
     if task.is_regression:
         try:
             return float(text)

@@ -26,8 +26,9 @@ FULL_FT = {"full"}  # full fine-tuning's trainer preset (weight decay 0.1; its r
 # ~4x longer, and on this model 20 tokens train better (66.4% against 51.6% after one epoch).
 FITS_MINILM = {"parallel": ["method.bottleneck=96"], "prompt": ["method.length=20"]}
 # Not single-task methods of an encoder: ICL and Hyperformer run on decoders and encoder-decoders
-# (Hyperformer multi-task), AdapterFusion fuses finished adapter runs, a combination names its parts.
-NOT_HERE = {"icl", "hyperformer", "hyperformer_pp", "adapter_fusion", "composed"}
+# (Hyperformer multi-task), AdapterFusion fuses finished adapter runs, sparse_sum adds finished sparse
+# runs, a combination names its parts.
+NOT_HERE = {"icl", "hyperformer", "hyperformer_pp", "adapter_fusion", "sparse_sum", "composed"}
 
 
 def main() -> None:

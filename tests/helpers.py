@@ -16,6 +16,23 @@ def tiny_classifier(name: str, num_labels: int = 2, seed: int = 0):
     return load_for_classification(model_cfg, num_labels, tokenizer).eval(), tokenizer
 
 
+def planned(results_dir, model: str, *overrides: str):
+    """The plan of a short run of ``model`` on the embedded data (four evaluation rows) into ``results_dir``."""
+    from peftbench.launch import compose
+    from peftbench.plan import plan
+
+    return plan(compose([f"model={model}", "data.source=embedded", "trainer.progress=false", "data.max_eval_samples=4",
+                         f"results_dir={results_dir}", *overrides]))  # fmt: skip
+
+
+def soft_prompt_vectors(model):
+    """The vectors of the model's one soft prompt (prompt tuning, P-tuning), (n, d)."""
+    from peftbench.methods.soft_prompt import SoftPrompt
+
+    (module,) = [m for m in model.modules() if isinstance(m, SoftPrompt)]
+    return module.prompts()
+
+
 def apply_method(model, method_node: dict, model_name: str):
     """Freeze ``model``, apply the method, unfreeze the head (as a run does); return the method."""
     from peftbench.config import model_config
@@ -165,3 +182,88 @@ def assert_merge_equals_unmerged_and_unmerge_restores(model, method, tokenizer, 
     for param_name, param in model.named_parameters():
         if param_name in frozen:
             torch.testing.assert_close(param, frozen[param_name], atol=1e-6, rtol=frozen_rtol)
+
+
+# --- a run trained in process, and its folder loaded back ---------------------------------------
+
+
+def finished_run(results_dir, model: str, *overrides: str):
+    """A short run of ``model`` on the embedded data, set up, trained and finished in this process
+    (``peftbench.run``'s steps): the session, its model holding the best weights."""
+    from peftbench.run import finish, setup, train
+
+    run = setup(planned(results_dir, model, *overrides))
+    finish(run, train(run))
+    return run
+
+
+def reloaded(run):
+    """A fresh model for ``run``'s plan, built as the run builds it (heads per task included), with
+    the run's method and its saved weights loaded; returns (model, method)."""
+    from peftbench.methods.base import attach
+    from peftbench.pipeline import add_heads, build_model
+    from peftbench.plan import method_from_config
+    from peftbench.results.record import WEIGHTS_FILE
+    from peftbench.train.weights import load_weights
+
+    p, first = run.plan, run.plan.parts[0]
+    model, tokenizer, fmt = build_model(p.model_cfg, first.task, p.config["seed"], first.format, p.config["task"])
+    add_heads(p, model, run.pipeline)
+    method = method_from_config(p.config["method"])
+    method.tasks = [part.task.name for part in p.parts]
+    attach(method, model, p.anatomy, tokenizer, train_head=fmt.trains_head)
+    load_weights(model, run.folder / WEIGHTS_FILE)
+    return model.eval(), method
+
+
+def task_losses(run, model, method, rows: int = 4) -> dict:
+    """Each task's training loss on its first ``rows`` validation features, its task (and head) selected."""
+    import torch
+
+    from peftbench.models.heads import select_head
+
+    losses = {}
+    model.eval()
+    for part, fmt, features in zip(run.plan.parts, run.pipeline.formats, run.pipeline.features):
+        method.select_task(part.task.name)
+        select_head(model, part.task.name)
+        with torch.no_grad():
+            losses[part.task.name] = float(fmt.loss(model, fmt.collate(features[part.task.main_split][:rows], training=True)))
+    return losses
+
+
+def copied_runs(results_dir, source, fakes: dict) -> dict:
+    """Copies of the finished run folder ``source`` in ``results_dir``, one per entry of ``fakes``
+    (key -> the record to write there), each named ``<source>-<key>`` and recorded under that run
+    id; returns key -> run id."""
+    import json
+    import shutil
+    from pathlib import Path
+
+    names = {}
+    for key, record in fakes.items():
+        folder = Path(results_dir) / f"{Path(source).name}-{key.lower()}"
+        shutil.copytree(source, folder)
+        (folder / "record.json").write_text(json.dumps({**record, "run_id": folder.name}))
+        names[key] = folder.name
+    return names
+
+
+def refused_before_a_model_loads(capsys, monkeypatch, argv: list[str]) -> str:
+    """Run ``peftbench`` with ``argv``; assert it exits 2 with one ``error:`` line and loads no model.
+    Returns the line."""
+    import pytest
+
+    import peftbench.pipeline
+    from peftbench.cli import main
+
+    def never(*args, **kwargs):
+        raise AssertionError("a model was loaded")
+
+    monkeypatch.setattr(peftbench.pipeline, "build_model", never)
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    err = capsys.readouterr().err
+    assert exited.value.code == 2 and err.startswith("error: ") and len(err.strip().splitlines()) == 1, err
+    return err

@@ -34,8 +34,11 @@ the known transformation is applied on AdapterHub's side (the fixture's ``varian
 The parallel adapter agrees on pre-LN backbones too (GPT-2, T5): both read the FFN sublayer's
 input before its layer norm, as He et al.'s released code does (peftbench/methods/adapters.py).
 Defaults that differ (not outputs: the cases give peftbench AdapterHub's values) are pinned in
-``test_defaults_that_follow_the_papers_not_adapterhub``. AdapterHub's Stack with invertible
-adapters (MAD-X) has a fixture (``stack_seq_bn_inv-bert``) but no peftbench method to compare.
+``test_defaults_that_follow_the_papers_not_adapterhub``. MAD-X's invertible adapter (a NICE
+coupling on the embeddings: ``seq_bn_inv``, ``method.invertible=nice``) agrees on GPT-2 and T5,
+and AdapterHub's ``Stack(lang, task)`` of a task adapter on a language adapter with its
+invertible adapter (``stack_seq_bn_inv-bert``) agrees with ``method=madx`` built on a finished
+language run.
 """
 
 from __future__ import annotations
@@ -50,8 +53,9 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from peftbench.methods import build_method
-from peftbench.methods.adapters import ADAPTER
+from peftbench.methods.adapters import ADAPTER, STACKED
 from peftbench.methods.base import attach
+from peftbench.methods.invertible import INVERTIBLE
 from peftbench.models.anatomy import anatomy_of, blocks, locate
 from peftbench.models.load import config_from_fields
 
@@ -62,6 +66,7 @@ BOTTLENECK = 8  # the fixtures' reduction_factor 4 on width 32
 
 HOULSBY = {"name": "houlsby", "bottleneck": BOTTLENECK, "activation": "swish", "init": "bert"}
 PFEIFFER = {"name": "pfeiffer", "reduction_factor": 4}
+PFEIFFER_INV = {**PFEIFFER, "invertible": "nice"}
 PARALLEL = {"name": "parallel", "bottleneck": BOTTLENECK, "scaling": 4.0}
 COMPACTER = {"name": "compacter", "reduction_factor": 4, "activation": "gelu"}
 COMPACTER_PP = {"name": "compacter_pp", "reduction_factor": 4, "activation": "gelu"}
@@ -75,6 +80,8 @@ EQUAL = {
     "seq_bn-roberta": PFEIFFER,
     "seq_bn-gpt2": PFEIFFER,
     "seq_bn-t5": PFEIFFER,
+    "seq_bn_inv-gpt2": PFEIFFER_INV,
+    "seq_bn_inv-t5": PFEIFFER_INV,
     "par_bn-bert": PARALLEL,
     "par_bn-gpt2": PARALLEL,
     "par_bn-t5": PARALLEL,
@@ -164,6 +171,7 @@ def assert_differ(got: dict, expected: dict) -> None:
 
 _ADAPTER = re.compile(r"^adapter\.(?P<block>.+?\.\d+)\.(?P<where>.+)\.adapters\.(?P<name>[^.]+)\.(?P<rest>.+)$")
 _FUSION = re.compile(r"^adapter\.(?P<block>.+?\.\d+)\.(?P<where>.+)\.adapter_fusion_layer\.[^.]+\.(?P<rest>.+)$")
+_INVERTIBLE = re.compile(r"^adapter\.(?:encoder\.)?invertible_adapters\.(?P<name>[^.]+)\.(?P<rest>.+)$")
 _PREFIX = re.compile(r"^adapter\.prefix_tuning\.prefix_tunings\.[^.]+\.(?P<where>\w+)_prefix\.(?P<rest>.+)$")
 # AdapterHub's sites: "mh_adapter" after attention (BERT attention.output, GPT-2 attention_adapters,
 # T5 layer.0), "output_adapter" after the FFN (BERT output, GPT-2 output_adapters, T5 layer.1 / layer.2)
@@ -194,11 +202,14 @@ def sites(model) -> dict[tuple[str, str], str]:
     return found
 
 
-def ours(model, theirs: dict, only: str | None = None, fused: tuple[str, ...] = ()) -> dict[str, torch.Tensor]:
+def ours(model, theirs: dict, only: str | None = None, fused: tuple[str, ...] = (),
+         stacked: str | None = None) -> dict[str, torch.Tensor]:  # fmt: skip
     """AdapterHub's adapter tensors under peftbench's names in ``model``.
 
     ``only``: that adapter alone (a stage-1 adapter of a fusion case, no fusion layers); ``fused``:
-    the fused adapters' names in peftbench's order (``…bottleneck_adapter.adapters.<i>.…``)."""
+    the fused adapters' names in peftbench's order (``…bottleneck_adapter.adapters.<i>.…``);
+    ``stacked``: the adapter that is stacked on the other (``…stacked_adapter.…``, MAD-X's task
+    adapter). The invertible adapter is the base model's (the fixtures' models are base models)."""
     at = sites(model)
     family = anatomy_of(model.config.model_type).family
     mapped = {}
@@ -209,7 +220,13 @@ def ours(model, theirs: dict, only: str | None = None, fused: tuple[str, ...] = 
             if only and match["name"] != only:
                 continue
             inner = f"adapters.{fused.index(match['name'])}." if fused else ""
-            mapped[f"{at[_site(match)]}.{inner}{_PARTS[match['rest']]}"] = value
+            path = at[_site(match)]
+            if match["name"] == stacked:
+                path = path.removesuffix(ADAPTER) + STACKED
+            mapped[f"{path}.{inner}{_PARTS[match['rest']]}"] = value
+        elif match := _INVERTIBLE.match(name):
+            if not only or match["name"] == only:
+                mapped[f"{INVERTIBLE}.{match['rest']}"] = value
         elif match := _FUSION.match(name):
             if not only:
                 mapped[f"{at[_site(match)]}.{match['rest']}"] = value
@@ -253,39 +270,48 @@ def test_same_outputs_as_adapterhub(case):
     assert_close(got, expected)
 
 
+class FinishedRuns:
+    """Finished runs of the case's single adapters in ``root``, as ``prerequisites`` queries a
+    results folder: each saved the way a run saves it (``method.safetensors``, peftbench's names)."""
+
+    def __init__(self, root):
+        self.root, self.records = root, {}
+
+    def add(self, case: str, name: str, node: dict) -> None:
+        """The case's adapter ``name`` as a finished run of method ``node`` (run id ``name``)."""
+        arch = arch_of(case)
+        model = backbone(arch)
+        method = build_method(node)
+        attach(method, model, anatomy_of(model.config.model_type), train_head=False)
+        load_mapped(model, method, ours(model, reference(case), only=name))
+        state = dict(model.named_parameters())
+        (self.root / name).mkdir()
+        save_file({n: state[n].detach().contiguous() for n in method.parameter_names(model)},
+                  str(self.root / name / "method.safetensors"))  # fmt: skip
+        self.records[name] = {"run_id": name, "task": name, "model": arch, "method": node["name"],
+                              "method_config": {**node, "lr": None}}  # fmt: skip
+
+    def by_id(self, run):
+        return self.records.get(run)
+
+    def folder(self, record):
+        return self.root / record["run_id"]
+
+
 def _fusion_model(case: str, stage_one: dict, tmp_path):
     """AdapterFusion over the case's adapters "a" and "b" the way a run builds it: each saved as a
-    finished stage-1 run (``method.safetensors`` under peftbench's names), found by
-    ``prerequisites``, fused by ``apply``; then the fusion layers get AdapterHub's Q, K, V."""
+    finished stage-1 run, found by ``prerequisites``, fused by ``apply``; then the fusion layers
+    get AdapterHub's Q, K, V."""
     arch = arch_of(case)
     theirs = reference(case)
-    records = {}
+    runs = FinishedRuns(tmp_path)
     for name in ("a", "b"):
-        model = backbone(arch)
-        method = build_method(stage_one)
-        attach(method, model, anatomy_of(model.config.model_type), train_head=False)
-        load_mapped(model, method, ours(model, theirs, only=name))
-        state = dict(model.named_parameters())
-        (tmp_path / name).mkdir()
-        save_file({n: state[n].detach().contiguous() for n in method.parameter_names(model)},
-                  str(tmp_path / name / "method.safetensors"))  # fmt: skip
-        records[name] = {"run_id": name, "task": name, "model": arch, "method": stage_one["name"],
-                         "method_config": {**stage_one, "lr": None}}  # fmt: skip
-
-    class Runs:  # the two finished stage-1 runs, as ``prerequisites`` queries a results folder
-        root = tmp_path
-
-        def by_id(self, run):
-            return records.get(run)
-
-        def folder(self, record):
-            return tmp_path / record["run_id"]
-
+        runs.add(case, name, stage_one)
     model = backbone(arch)
     anatomy = anatomy_of(model.config.model_type)
     fusion = build_method({"name": "adapter_fusion", "adapter_method": stage_one["name"], "adapter_runs": ["a", "b"]})
     fusion.check_model(anatomy, model.config)
-    assert fusion.prerequisites(Runs(), arch, seed=0) == [tmp_path / "a", tmp_path / "b"]
+    assert fusion.prerequisites(runs, arch, seed=0) == [tmp_path / "a", tmp_path / "b"]
     attach(fusion, model, anatomy, train_head=False)
     mapped = ours(model, theirs, fused=("a", "b"))
     for name, value in model.state_dict().items():  # the stage-1 adapters came from the saved runs
@@ -303,6 +329,32 @@ def test_adapter_fusion_same_outputs_as_adapterhub(case, tmp_path):
     got = outputs(_fusion_model(case, FUSED[case], tmp_path), arch)
     assert_differ(got, load_file(str(FIXTURES / f"backbone-{arch}.safetensors")))  # the fusion acts
     assert_close(got, reference(case))
+
+
+def test_madx_stack_same_outputs_as_adapterhub(tmp_path):
+    """Stack(lang, task): AdapterHub's Pfeiffer language adapter with its NICE invertible adapter
+    (``SeqBnInvConfig``), saved as a finished ``method=pfeiffer method.invertible=nice`` run, and a
+    task adapter stacked on it by ``method=madx`` (Pfeiffer et al. 2020, MAD-X), given
+    AdapterHub's task adapter weights: AdapterHub's outputs."""
+    case = "stack_seq_bn_inv-bert"
+    theirs = reference(case)
+    runs = FinishedRuns(tmp_path)
+    runs.add(case, "lang", PFEIFFER_INV)
+    model = backbone("bert")
+    anatomy = anatomy_of("bert")
+    madx = build_method({"name": "madx", "language_run": "lang", "reduction_factor": 4})
+    madx.check_model(anatomy, model.config)
+    assert madx.prerequisites(runs, "bert", seed=0) == [tmp_path / "lang"]
+    attach(madx, model, anatomy, train_head=False)
+    mapped = ours(model, theirs, stacked="task")
+    language = {name: value for name, value in mapped.items() if STACKED not in name}
+    state = model.state_dict()
+    assert any(INVERTIBLE in name for name in language)
+    assert all(torch.equal(state[name], value) for name, value in language.items())  # from the saved run
+    load_mapped(model, madx, mapped)
+    got = outputs(model.eval(), "bert")
+    assert_differ(got, load_file(str(FIXTURES / "backbone-bert.safetensors")))
+    assert_close(got, theirs)
 
 
 # --- pinned differences ----------------------------------------------------------------------------

@@ -93,7 +93,7 @@ def _plan_cases(tmp):
          "method icl needs"),
         ("negative shots", ["run", *TINY, "model=tiny-gpt2", "method=icl", "method.shots=-1"], "method.shots"),
         ("multi-task without its tasks", ["run", *TINY, "model=tiny-t5", "task=multi"], "task=[rte,mrpc,sst2]"),
-        ("multi-task on an encoder", ["run", *TINY, "task=[rte,sst2]"], "head per task"),
+        ("multi-task mixing heads and text", ["run", *TINY, "method=ptuning", "task=[rte,sst2]"], "mix the two"),
         ("sweep with one bad job", ["run", "-m", *TINY, "method=lora", "method.r=1,0"], "method.r"),
     ]
 

@@ -63,12 +63,14 @@ def test_every_preset_names_itself_and_its_paper(preset):
     ("preset", "task"), [(preset, task) for preset in PRESETS for task in _covered(preset)]
 )
 def test_every_preset_plans_for_every_task_it_covers(preset, task):
-    """Plan needs no weights; where the task ships no data slice (MNLI, QQP), everything but the
-    data is still checked: every value resolves, the method accepts its fields."""
+    """Plan needs no weights; where the task ships no data slice (MNLI, QQP) or no training rows
+    (DART), everything but the data is still checked: every value resolves, the method accepts its
+    fields."""
     try:
         config = plan(compose([f"experiment={preset}", f"task={task}"])).config
     except UserError as error:
-        assert "data.dir" in str(error) or "hub" in str(error), error  # only the data may be missing
+        missing = ("data.dir", "hub", f"task {task} has no 'train' rows")  # only the data may be missing
+        assert any(words in str(error) for words in missing), error
         config = _resolved(preset, task)
         build_method(config["method"])
     assert config["task"]["name"] == task and config["experiment"] == preset
@@ -167,6 +169,37 @@ def test_prefix_tuning_preset_is_the_acl_versions_table_6():
     assert config["paper"] == {"arxiv": "2101.00190", "version": "acl"}
     assert (config["method"]["length"], config["trainer"]["lr"], config["trainer"]["batch_size"]) == (5, 8e-5, 10)
     assert config["task"]["num_beams"] == 5 and config["task"]["length_penalty"] == 1.0
+
+
+@pytest.mark.parametrize(
+    ("preset", "task", "table_6"),  # Table 6's "Prefix" rows: prefix length, learning rate, epochs, batch size
+    [("prefix_webnlg", "webnlg", (5, 5e-5, 5, 5)), ("prefix_dart", "dart", (10, 5e-5, 10, 5))],
+)
+def test_the_prefix_tuning_webnlg_and_dart_presets_are_table_6s_rows(tmp_path, preset, task, table_6):
+    """Each plans on its own task (DART's training rows: a copy of the shipped dev slice, as the
+    DART task's tests train), with the row of the ACL version's Table 6 and the decoding of §5.3 and
+    prefix-tuning's gen.py; the line that sets each value cites the table."""
+    import shutil
+
+    from peftbench.tasks import dart
+
+    extra = []
+    if task == "dart":  # the package ships no DART training file
+        folder = tmp_path / "dart"
+        folder.mkdir()
+        for _, name in dart.FILES:
+            shutil.copy(dart.EMBEDDED / name.replace("train", "dev"), folder / name)
+        extra = [f"data.dir={tmp_path}"]
+    config = plan(compose([f"experiment={preset}", f"task={task}", *extra])).config
+    assert config["paper"] == {"arxiv": "2101.00190", "version": "acl"} and config["model"]["name"] == "gpt2-medium"
+    method, trainer = config["method"], config["trainer"]
+    assert (method["length"], trainer["lr"], trainer["epochs"], trainer["batch_size"]) == table_6
+    assert (method["reparameterize"], method["hidden_size"], trainer["warmup_ratio"], config["seed"]) == (True, 512, 0.0, 101)
+    decoding = ("num_beams", "length_penalty", "no_repeat_ngram_size", "max_new_tokens")
+    assert tuple(config["task"][key] for key in decoding) == (5, 1.0, 0, 100)
+    name = "WebNLG" if task == "webnlg" else "DART"
+    for key in ("length", "lr", "epochs", "batch_size"):
+        assert f"paper Table 6 ({name}): " in _line(preset, key), key
 
 
 def test_tfew_raft_keeps_banking77_without_the_extra_losses():

@@ -12,15 +12,14 @@ import torch
 
 from peftbench.config import model_config
 from peftbench.errors import UserError
-from peftbench.launch import compose
 from peftbench.methods import build_method
 from peftbench.methods.base import attach
 from peftbench.methods.templated_prompt import shares
 from peftbench.models.load import load_language_model, load_tokenizer
-from peftbench.plan import plan
 from peftbench.run import execute
 from peftbench.tasks import get_task
 from peftbench.tasks.ptuning_templates import TEMPLATES
+from tests.helpers import planned, soft_prompt_vectors
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -72,8 +71,7 @@ def test_tokens_share_the_places_in_order():
 
 
 def _planned(tmp_path, model, *overrides):
-    return plan(compose([f"model={model}", "method=ptuning", "data.source=embedded", "trainer.progress=false",
-                         "data.max_eval_samples=4", f"results_dir={tmp_path}", *overrides]))  # fmt: skip
+    return planned(tmp_path, model, "method=ptuning", *overrides)
 
 
 @pytest.mark.parametrize("model", ["tiny-gpt2", "tiny-t5"])
@@ -105,17 +103,10 @@ def test_cb_prompt_tokens_stand_at_the_template_places_not_before_the_input(tmp_
         lm(input_ids=ids, attention_mask=torch.ones_like(ids), **({"labels": ids[:, :2]} if model == "tiny-t5" else {}))
         embedded = seen["inputs_embeds"][0]
         assert embedded.shape[0] == ids.shape[1]  # nothing prepended
-        torch.testing.assert_close(embedded[places], _prompts(lm), rtol=0, atol=0)
+        torch.testing.assert_close(embedded[places], soft_prompt_vectors(lm), rtol=0, atol=0)
         words = lm.get_input_embeddings()(ids[0])
         others = [i for i in range(ids.shape[1]) if i not in places]
         torch.testing.assert_close(embedded[others], words[others], rtol=0, atol=0)
-
-
-def _prompts(model):
-    from peftbench.methods.soft_prompt import SoftPrompt
-
-    (module,) = [m for m in model.modules() if isinstance(m, SoftPrompt)]
-    return module.prompts()
 
 
 def test_wsc_splits_its_tokens_over_its_two_places(tmp_path):
@@ -153,8 +144,11 @@ def test_prepended_elsewhere(tmp_path):
     method = build_method({"name": "ptuning"})
     method.check_format(get_task("record"), "rank_classification")  # the code has no ReCoRD pattern
     assert method.placements == {"record": "prepend"}
-    encoder = _planned(tmp_path, "tiny-bert", "task=cb")  # a classification head reads no prompt text
-    assert encoder.method.placements == {"cb": "prepend"}
+    for off in ("method.template=false", "task.format=classification"):  # a classification head reads no prompt text
+        encoder = _planned(tmp_path, "tiny-bert", "task=cb", off)
+        assert encoder.method.placements == {"cb": "prepend"} and encoder.parts[0].format == "classification"
+    encoder = _planned(tmp_path, "tiny-bert", "task=cb")  # the paper's reading: a masked LM (tests/test_cloze_format.py)
+    assert encoder.method.placements == {"cb": "template"} and encoder.parts[0].format == "cloze"
 
 
 def test_the_record_says_where_the_prompt_went(tmp_path):

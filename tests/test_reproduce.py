@@ -47,6 +47,23 @@ def test_dry_run_lists_every_run_of_a_row_and_writes_nothing(tmp_path, monkeypat
     assert len(mnli) == 5 and all(line.startswith("cannot plan (") and "data.dir=" in line for line in mnli)
 
 
+def test_a_row_with_a_preset_per_task_runs_each_tasks_own(tmp_path, capsys):
+    """Prefix tuning's PREFIX(0.1%) row maps E2E, WebNLG and DART to their presets (each data set's
+    row of the paper's Table 6): the E2E cells are prefix_e2e's run, the nine WebNLG cells
+    prefix_webnlg's and the DART cells prefix_dart's (whose training file is not shipped)."""
+    code, out, _ = _command(capsys, "reproduce", "prefix_table1_acl", "--dry-run", "--rows", "GPT-2 M Prefix(0.1%)",
+                            f"results_dir={tmp_path / 'results'}")  # fmt: skip
+    assert code == 0 and not (tmp_path / "results").exists()
+    runs = {line.split("peftbench run ")[1].split()[2]: line for line in out.splitlines() if "peftbench run " in line}
+    assert set(runs) == {"task=e2e", "task=webnlg", "task=dart"}
+    for task in ("e2e", "webnlg", "dart"):
+        assert f"peftbench run experiment=prefix_{task} model=gpt2-medium task={task} " in runs[f"task={task}"]
+    assert runs["task=webnlg"].startswith("to run  ") and runs["task=dart"].startswith("cannot plan (task dart has no 'train' rows")
+    assert all(line.endswith(" seed=101") for line in runs.values())  # no seed count in the spec: the script's seed
+    unreachable = [line for line in out.splitlines() if line.startswith("unreachable")]
+    assert len(unreachable) == 3 and all("webnlg" not in line for line in unreachable)  # MoverScore, BERTScore, BLEURT
+
+
 def test_unreachable_cells_say_why(capsys):
     code, out, _ = _command(capsys, "reproduce", "lora_table2", "--dry-run", "--rows", "RoBERTa-base Adpt-D*",
                             "--columns", "rte")  # fmt: skip

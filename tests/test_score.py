@@ -71,7 +71,8 @@ def _scored_from_folders() -> list[str]:
     """Tasks with a labelled split to score (not RAFT's, which scores by folds of train) and an
     embedded release slice to make a folder of."""
     tasks = [get_task(name) for name in task_names()]
-    return [task.name for task in tasks if task.has_embedded and not task.folds and _data_source(task)]
+    scored = [task for task in tasks if task.kind != "masked_lm"]  # mlm: scored by the model's loss, not from a file
+    return [task.name for task in scored if task.has_embedded and not task.folds and _data_source(task)]
 
 
 def _needed(root: Path, home: Path, task, split: str) -> set[Path]:

@@ -291,9 +291,9 @@ def test_lt_sft_run_masks_the_top_k_changes_of_the_equivalent_full_run(tmp_path)
     change = torch.cat([(theta1[n] - p).abs().reshape(-1) for n, p in pretrained.items()])
     bounds = dict(zip(pretrained, torch.tensor([0, *[p.numel() for p in pretrained.values()]]).cumsum(0).tolist()))
     saved = load_file(str(tmp_path / sparse["run_id"] / "method.safetensors"))
-    from peftbench.methods.sparse import _tensor_name
+    from peftbench.methods.delta import tensor_name
 
-    chosen = sorted(bounds[_tensor_name(k)] + i for k, v in saved.items() if k.endswith(".indices") for i in v.tolist())
+    chosen = sorted(bounds[tensor_name(k)] + i for k, v in saved.items() if k.endswith(".indices") for i in v.tolist())
     assert chosen == sorted(change.topk(200).indices.tolist())
 
     model, tokenizer = tiny_classifier("tiny-bert")
@@ -305,3 +305,71 @@ def test_lt_sft_run_masks_the_top_k_changes_of_the_equivalent_full_run(tmp_path)
     assert sum(m.numel() for m in method.masks(model).values()) == 200
     with pytest.raises(UserError, match="sparse mask of 200 entries"):
         apply_method(tiny_classifier("tiny-bert")[0], {**node, "k": 100}, "tiny-bert")
+
+
+# --- LT-SFT's L1 penalty on θ − θ0 (full_l1 in phase 1, sparse_l1 in phase 3) ---------------------
+
+L1 = 100.0  # large enough that λ/N stands well above float rounding of the task gradient
+
+
+def _gradients(model, inputs, penalty=None) -> dict[str, torch.Tensor]:
+    model.zero_grad(set_to_none=True)
+    loss = model(**inputs, labels=torch.tensor([0, 1])).loss
+    (loss if penalty is None else loss + penalty(model)).backward()
+    return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+
+def test_sparse_l1_adds_lambda_sign_of_phi_over_n_to_the_gradient_of_every_trained_parameter():
+    """Phase 3: the k values are θ − θ0 themselves, the head is measured from its initialisation;
+    each gradient gains λ · sign(θ − θ0) / N (N the model's parameters, as LT-SFT's release)."""
+    model, tokenizer = tiny_classifier("tiny-bert")
+    n = sum(p.numel() for p in model.parameters())
+    head_start = {name: p.detach().clone() for name, p in model.named_parameters() if name.startswith("classifier")}
+    method = apply_method(model, {**RANDOM, "k": 5000, "sparse_l1": L1}, "tiny-bert")
+    generator = torch.Generator().manual_seed(2)
+    params = dict(model.named_parameters())
+    with torch.no_grad():
+        for name in method.parameter_names(model):
+            values = torch.randn(params[name].shape, generator=generator)
+            params[name].copy_(values * (torch.rand(values.shape, generator=generator) > 0.3))  # some stay exactly 0
+        params["classifier.weight"].add_(torch.randn(params["classifier.weight"].shape, generator=generator))
+    inputs = batch(tokenizer)
+    plain, penalised = _gradients(model, inputs), _gradients(model, inputs, method.penalty)
+    moved = {name: params[name].detach() for name in method.parameter_names(model)}
+    moved.update({name: params[name].detach() - start for name, start in head_start.items()})
+    assert set(moved) == set(penalised)
+    for name, distance in moved.items():
+        torch.testing.assert_close(penalised[name] - plain[name], L1 * torch.sign(distance) / n, atol=1e-3 * L1 / n, rtol=0)
+    assert build_method({**RANDOM, "k": 5000}).penalty(model) is None  # 0 by default: no term
+
+
+def test_full_l1_adds_lambda_sign_of_theta_minus_theta0_over_n_while_searching():
+    model, tokenizer = tiny_classifier("tiny-bert")
+    n = sum(p.numel() for p in model.parameters())
+    theta0 = {name: p.detach().clone() for name, p in model.named_parameters()}
+    method = build_method({"name": "sparse", "k": 10, "density": None, "full_l1": L1})
+    checked = []
+
+    def fake_train(lr):
+        generator = torch.Generator().manual_seed(3)
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(torch.randn(p.shape, generator=generator) * (torch.rand(p.shape, generator=generator) > 0.5))
+        inputs = batch(tokenizer)
+        plain, penalised = _gradients(model, inputs), _gradients(model, inputs, method.penalty)
+        for name, p in model.named_parameters():
+            expected = L1 * torch.sign(p.detach() - theta0[name]) / n
+            torch.testing.assert_close(penalised.get(name, 0) - plain.get(name, 0), expected, atol=1e-3 * L1 / n, rtol=0)
+            checked.append(name)
+
+    method.search(model, head_parameter_names(model), fake_train)
+    assert sorted(checked) == sorted(theta0)  # every parameter trains in phase 1, the head too
+    assert method.penalty(model) is None  # phase 1 over, sparse_l1 = 0
+
+
+def test_an_l1_of_zero_leaves_the_run_id_as_it_was():
+    from peftbench.config import identity
+
+    node = {"name": "sparse", "density": 0.005, "k": None, "mask_from": "change"}
+    assert identity({"method": {**node, "full_l1": 0.0, "sparse_l1": 0.0}}) == identity({"method": node})
+    assert identity({"method": {**node, "full_l1": 0.1, "sparse_l1": 0.0}})["method"]["full_l1"] == 0.1

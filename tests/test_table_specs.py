@@ -68,9 +68,6 @@ PAPER_ONLY_METHODS = {
     "rand_rowcol",
 }
 PAPER_ONLY_TASKS = {
-    # Houlsby et al. Table 2's CFPB complaints: 157 classes of an undated database snapshot, which no
-    # task can declare before reading it (peftbench/tasks/houlsby_suite.py says why)
-    "customer_complaint_database",
     "glue",  # Hyperformer's ablation: the GLUE average over 8 tasks, one number a run
 }  # fmt: skip
 # A match field that names no config field, so that the row matches no run, on purpose: the
@@ -127,21 +124,23 @@ def test_spec_loads_and_is_complete(name):
         )
 
 
-@pytest.mark.parametrize("name", [n for n in SPECS if any(row.preset for row in spec(n).rows)])
+@pytest.mark.parametrize("name", [n for n in SPECS if any(row.preset or row.task_preset for row in spec(n).rows)])
 def test_a_rows_preset_makes_runs_that_fill_the_row(name):
-    """A row's preset (peftbench reproduce runs it) composes, on the row's model where there is a
-    config for it, to the row's method with a config its match accepts."""
+    """A row's preset (peftbench reproduce runs it; a row may give one per task) composes, on the
+    row's model where there is a config for it and on the first of the columns' tasks it fills, to
+    the row's method with a config that task's match accepts."""
     from peftbench.config import available
     from peftbench.launch import compose
     from peftbench.results.table import matches
 
-    for row in (row for row in spec(name).rows if row.preset):
-        assert row.preset in available("experiment"), row.label
+    tasks = list(dict.fromkeys(column.task for column in spec(name).columns if column.task in available("task")))
+    for row in (row for row in spec(name).rows if row.preset or row.task_preset):
         model = [f"model={row.model}"] if row.model in available("model") else []
-        tasks = [column.task for column in spec(name).columns if column.task in available("task")]
-        config = compose([f"experiment={row.preset}", *model, f"task={tasks[0]}"])
-        method = config.method
-        assert method.name == row.method and matches(dict(method), row.match), (row.label, dict(method))
+        first_task = {row.preset_for(task): task for task in reversed(tasks)}  # each preset once
+        for preset, task in first_task.items():
+            assert preset in available("experiment"), (row.label, task)
+            method = compose([f"experiment={preset}", *model, f"task={task}"]).method
+            assert method.name == row.method and matches(dict(method), row.match_for(task)), (row.label, task, dict(method))
 
 
 @pytest.mark.parametrize("name", SPECS)
@@ -157,10 +156,10 @@ def test_rows_name_real_models_methods_tasks_and_config_fields(name):
         assert row.method in methods | PAPER_ONLY_METHODS, row.label
         if row.method in methods:  # a match names fields of the method's config
             fields = set(yaml.safe_load((CONF / "method" / f"{row.method}.yaml").read_text()))
-            unknown = set(row.match) - fields
+            unknown = {key for column in loaded.columns for key in row.match_for(column.task)} - fields
             assert unknown == UNMATCHABLE.get((name, row.label), set()), row.label
         else:
-            assert not row.match, row.label
+            assert not any(row.match_for(column.task) for column in loaded.columns), row.label
 
 
 def test_only_the_ptuning_encoder_ablation_is_few_shot():
@@ -265,7 +264,7 @@ def _records_filling(loaded) -> list[dict]:
                 singles.append({
                     "schema": 1, "run_id": f"{i}.{j}.{seed}", "status": "complete", "finished": "2026-11-22T12:00:00+00:00",
                     "model": row.model, "method": row.method, "task": column.task, "seed": seed,
-                    "method_config": {"name": row.method, **row.match},
+                    "method_config": {"name": row.method, **row.match_for(column.task)},
                     "metrics": {loaded.checkpoint: {column.split: {column.metric: value}}},
                     "params": {"trainable_method": 1000 + i},
                     "data": {"sample": False, "subset": None if loaded.data == "full" else loaded.data},
@@ -295,10 +294,14 @@ def test_spec_renders_from_records_with_every_cell_filled_where_it_should_be(nam
     loaded = spec(name)
     table = build_table(loaded, _records_filling(loaded))
     rows_by_match: dict = {}
-    for row in loaded.rows:  # rows with the same model, method, match and training share their runs
-        rows_by_match.setdefault((row.model, row.method, repr(sorted(row.match.items())), row.training), []).append(row)
+
+    def key(row):  # rows with the same model, method, match (each task's) and training share their runs
+        return row.model, row.method, repr([sorted(row.match_for(c.task).items()) for c in loaded.columns]), row.training
+
+    for row in loaded.rows:
+        rows_by_match.setdefault(key(row), []).append(row)
     for i, (row, built) in enumerate(zip(loaded.rows, table.rows)):
-        sharing = rows_by_match[(row.model, row.method, repr(sorted(row.match.items())), row.training)]
+        sharing = rows_by_match[key(row)]
         for j, column in enumerate(loaded.columns):
             cell = built.cells[j]
             scale = loaded.scale if column.scale is None else column.scale

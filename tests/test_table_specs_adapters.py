@@ -43,7 +43,7 @@ FUSION_METHODS = [
     ("head", "single"),
     ("full", "single"),
     ("pfeiffer", "single"),
-    ("pfeiffer", "multitask"),
+    ("task_routing", "multitask"),  # one Pfeiffer adapter and one head per task
     ("adapter_fusion", "single"),
     ("adapter_fusion", "single"),
     ("houlsby", "single"),
@@ -149,7 +149,9 @@ def test_adapterfusion_table1_columns_rows_and_matches():
     assert loaded.statistic == "mean" and (loaded.scale, loaded.decimals) == (100, 2)
     assert {row.model for row in loaded.rows} == {"bert-base"}  # §4.1: BERT-base-uncased
     rows = {row.label: row for row in loaded.rows}
-    assert rows["ST-A"].match == rows["MT-A"].match == {"bottleneck": None, "reduction_factor": 16}
+    assert rows["ST-A"].match == {"bottleneck": None, "reduction_factor": 16}
+    assert rows["MT-A"].match == {"module": "pfeiffer", "settings": {}}  # the pfeiffer preset: factor 16
+    assert _method_defaults("pfeiffer")["reduction_factor"] == 16
     assert rows["F. w/ ST-A"].match == {"adapter_method": "pfeiffer"}
 
 

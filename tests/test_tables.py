@@ -189,6 +189,28 @@ def test_only_complete_runs_of_the_row_and_column_that_match_fill_a_cell(spec):
     assert (rte.value, rte.n) == (pytest.approx(72.0), 3)
 
 
+def test_a_row_matching_per_task_takes_each_tasks_variant(tmp_path):
+    """A row whose variant differs by task (prefix tuning's prefix length 5 on E2E, 10 on DART)
+    maps each column's task to its match: each cell takes the runs of its task's variant only."""
+    text = SPEC_YAML.replace(
+        "match: {r: 8, targets: [attn.q, attn.v]}",
+        "match: {rte: {r: 8}, cola: {r: 4}, mnli: {r: 8}}\n    preset: {rte: a, cola: b, mnli: a}",
+    )
+    spec = write_spec(tmp_path / "conf", text)
+    (row,) = [row for row in spec.rows if row.label == "Base LoRA"]
+    assert (row.match_for("cola"), row.preset_for("cola"), row.preset_for("rte")) == ({"r": 4}, "b", "a")
+    lora = {"name": "lora", "r": 8, "alpha": 16, "targets": ["attn.q", "attn.v"]}
+    records = [
+        run(value=0.70, seed=1),
+        run(value=0.10, seed=2, config={**lora, "r": 4}),  # cola's variant, not rte's
+        run("cola", value=0.60, seed=1, metric="mcc", config={**lora, "r": 4}),
+        run("cola", value=0.10, seed=2, metric="mcc"),  # rte's variant, not cola's
+    ]
+    table = build_table(spec, records)
+    assert (cell(table, "Base LoRA", "RTE").value, cell(table, "Base LoRA", "RTE").n) == (pytest.approx(70.0), 1)
+    assert (cell(table, "Base LoRA", "CoLA").value, cell(table, "Base LoRA", "CoLA").n) == (pytest.approx(60.0), 1)
+
+
 def test_an_empty_match_takes_every_config_of_the_method(spec):
     records = [run(value=0.80, method="full", config={"name": "full"})]
     assert cell(build_table(spec, records), "Base FT", "RTE").value == pytest.approx(80.0)
@@ -523,6 +545,19 @@ def test_unknown_table_names_the_known_ones(tmp_path, spec):
         (("columns: [rte, cola, mnli-m]", "columns: [rte, sst2]"), "unknown column 'sst2'"),
         (("label: Base FT", "label: Base LoRA"), "rows[1].label: 'Base LoRA' is used twice"),
         (("title: Toy GLUE", "title: [Toy"), "invalid YAML"),
+        # a match or preset per task names every column's task and no other, in a single-task row
+        (("match: {r: 8, targets: [attn.q, attn.v]}", "match: {rte: {r: 8}, cola: {r: 8}}"),
+         "rows[0].match: no value for task 'mnli'; map each of the columns' tasks (rte, cola, mnli) to one"),
+        (("match: {r: 8, targets: [attn.q, attn.v]}", "match: {rte: {r: 8}, cola: {r: 8}, mnli: {r: 8}, qqp: {r: 8}}"),
+         "rows[0].match: 'qqp' is no column's task"),
+        (("match: {r: 8, targets: [attn.q, attn.v]}", "match: {r: 8, rte: {r: 4}}"),
+         "rows[0].match: give method_config fields, or map each of the columns' tasks (rte, cola, mnli) to its fields, not both"),
+        (("paper_params: 0.3M", "paper_params: 0.3M\n    preset: {rte: a, cola: b}"),
+         "rows[0].preset: no value for task 'mnli'"),
+        (("paper_params: 0.3M", "paper_params: 0.3M\n    preset: {rte: a, cola: b, mnli: ''}"),
+         "rows[0].preset.mnli: must be a non-empty string"),
+        (("paper_params: 0.3M", "paper_params: 0.3M\n    training: multitask\n    preset: {rte: a, cola: b, mnli: c}"),
+         "rows[0].preset: a multitask row trains its tasks in one run; give one for every task"),
     ],
 )
 def test_a_broken_spec_is_one_line_naming_the_file_and_the_field(tmp_path, broken, message):

@@ -33,6 +33,12 @@ The trainer's batches are drawn by ``peftbench.train.batching.train_loader`` fro
     def load_model(self, model_cfg):
         raise NotImplementedError
 
+    @classmethod
+    def head_size(cls, task) -> int:
+        """The outputs of the head a format with ``trains_head`` puts on the model for ``task`` (a
+        multi-task run gives each task its own: ``peftbench.models.heads``)."""
+        raise NotImplementedError
+
     def encode(self, rows: list[dict]) -> list[dict]:
         raise NotImplementedError
 
@@ -71,6 +77,15 @@ def pad(sequences: list[list[int]], fill: int, left: bool = False) -> torch.Tens
     """A [len(sequences), longest] tensor, each row padded with ``fill`` on the right (or left)."""
     width = max(len(s) for s in sequences)
     return torch.tensor([[fill] * (width - len(s)) + s if left else s + [fill] * (width - len(s)) for s in sequences])
+
+
+def label_index(task, label) -> int:
+    """The candidate a label is, for formats that rank label words: its class index, or for a
+    regression read as text the word of the nearest value (T5's STS-B target: the score rounded to 0.2)."""
+    values = task.verbalized_values
+    if not values:
+        return int(label)
+    return min(range(len(values)), key=lambda i: abs(values[i] - float(label)))
 
 
 def scores_by_row(values: torch.Tensor, sizes: list[int]) -> torch.Tensor:

@@ -52,10 +52,14 @@ class ClassificationFormat(Format):
                 "(leave task.format unset to pick the task's own)"
             )
 
+    @classmethod
+    def head_size(cls, task) -> int:
+        return task.num_labels
+
     def load_model(self, model_cfg):
         from peftbench.models.load import load_for_classification
 
-        return load_for_classification(model_cfg, self.task.num_labels, self.tokenizer)
+        return load_for_classification(model_cfg, self.head_size(self.task), self.tokenizer)
 
     def encode(self, rows: list[dict]) -> list[dict]:
         return encode(rows, self.tokenizer, self.max_length, self.task.is_regression)

@@ -28,10 +28,14 @@ class MultipleChoiceFormat(Format):
                 "(leave task.format unset to pick the task's own)"
             )
 
+    @classmethod
+    def head_size(cls, task) -> int:
+        return 1  # one score per (context, choice)
+
     def load_model(self, model_cfg):
         from peftbench.models.load import load_for_classification
 
-        return load_for_classification(model_cfg, 1, self.tokenizer)
+        return load_for_classification(model_cfg, self.head_size(self.task), self.tokenizer)
 
     def encode(self, rows: list[dict]) -> list[dict]:
         features = []

@@ -28,7 +28,7 @@ import inspect
 import torch
 
 from peftbench.errors import UserError
-from peftbench.formats.base import Format, pad, scores_by_row
+from peftbench.formats.base import Format, label_index, pad, scores_by_row
 
 
 class RankClassificationFormat(Format):
@@ -65,17 +65,9 @@ class RankClassificationFormat(Format):
             prompt = self.tokenizer(self.task.prompt(row))["input_ids"][-max(budget, 1) :]
             feature = {"prompt": prompt, "candidates": candidates}
             if row["label"] is not None:
-                feature["labels"] = self._label_index(row["label"])
+                feature["labels"] = label_index(self.task, row["label"])
             features.append(feature)
         return features
-
-    def _label_index(self, label) -> int:
-        """The candidate a label is: its class index, or for a regression read as text the word of
-        the nearest value (T5's STS-B target: the score rounded to 0.2)."""
-        values = self.task.verbalized_values
-        if not values:
-            return int(label)
-        return min(range(len(values)), key=lambda i: abs(values[i] - float(label)))
 
     def _candidate_ids(self, text: str) -> list[int]:
         if self.seq2seq:

@@ -166,6 +166,9 @@ class AdapterFusion(Method):
             if (record["model"], record["method"]) != (model, c.adapter_method):
                 raise UserError(f"run {record['run_id']} is a {record['method']} run of {record['model']}; AdapterFusion "
                                 f"here fuses {c.adapter_method} runs of {model} (method.adapter_method=…)")  # fmt: skip
+            if record["method_config"].get("invertible", "none") != "none":
+                raise UserError(f"run {record['run_id']} has an invertible adapter (MAD-X's language adapter); AdapterFusion "
+                                "fuses adapters without one: stack a task adapter on it with method=madx instead")  # fmt: skip
         configs = {repr(sorted((k, v) for k, v in r["method_config"].items() if k != "lr")) for r in found}
         if len(configs) > 1:
             raise UserError("the fused adapters differ in their configuration (size, activation, sites); "

@@ -56,6 +56,13 @@ AdapterDrop (Rücklé et al., EMNLP 2021, arXiv 2010.11918) is an option of ever
 so backpropagation can stop above them. (In an encoder-decoder, both stacks lose their n
 lowest blocks.)
 
+MAD-X's invertible adapter (Pfeiffer et al., EMNLP 2020, arXiv 2005.00052) is an option of
+every variant too: ``invertible: nice`` adds a NICE coupling on the embeddings and its inverse
+before the output embeddings, trained with the adapters (``peftbench.methods.invertible``);
+``method=pfeiffer method.invertible=nice`` is AdapterHub's ``SeqBnInvConfig`` (its language
+adapter), on which ``method=madx`` stacks a task adapter (``stack``: the site's layer norm runs
+between the two, as AdapterHub's ``Stack``). ``none`` (the default) adds nothing.
+
 The bottleneck is ``bottleneck`` (m) or ``reduction_factor`` (m = d // reduction_factor), one
 of the two. ``init`` may be set to ``houlsby`` | ``bert`` | ``lora`` for any variant; with
 ``lora`` (W_up = 0) every variant starts exactly as the frozen backbone.
@@ -74,6 +81,7 @@ from torch import nn
 from peftbench.errors import UserError
 from peftbench.methods import register
 from peftbench.methods.base import Method, MethodConfig, require
+from peftbench.methods.invertible import INVERTIBLE, KINDS, add_invertible
 from peftbench.methods.wrapped import WrappedProjection, replace_module
 from peftbench.models.anatomy import blocks, locate
 
@@ -86,6 +94,7 @@ ACTIVATIONS = {
 }
 INITS = ("houlsby", "bert", "lora")
 ADAPTER = "bottleneck_adapter"  # the child-module name that marks an adapter's parameters
+STACKED = "stacked_adapter"  # the child-module name of an adapter stacked on another (MAD-X's task adapter)
 
 
 @dataclass
@@ -96,6 +105,7 @@ class AdapterConfig(MethodConfig):
     drop_layers: int = 0
     init: str = "bert"
     train_layer_norms: bool = False
+    invertible: str = "none"
 
     inits: ClassVar[tuple[str, ...]] = INITS  # the values ``init`` may take (a variant may widen it)
 
@@ -119,6 +129,7 @@ class AdapterConfig(MethodConfig):
         )
         require(self.drop_layers >= 0, f"method.drop_layers must be ≥ 0, got {self.drop_layers}")
         require(self.init in self.inits, f"method.init must be one of {', '.join(self.inits)}, got '{self.init}'")
+        require(self.invertible in KINDS, f"method.invertible must be one of {', '.join(KINDS)}, got '{self.invertible}'")
 
     def size(self, hidden: int) -> int:
         """The bottleneck m for a model of width ``hidden``."""
@@ -206,7 +217,11 @@ class SequentialAdapter(WrappedProjection):
 
 
 class PostNormAdapter(nn.Module):
-    """``LN(s + A(LN(s)))`` in place of a post-LN block's ``LN(s)``: Pfeiffer's wiring (AdapterHub)."""
+    """``LN(s + A(LN(s)))`` in place of a post-LN block's ``LN(s)``: Pfeiffer's wiring (AdapterHub).
+
+    With a stacked adapter A' (``STACKED``): s' = s + A(LN(s)), then ``LN(s' + A'(LN(s')))``, as
+    AdapterHub's ``Stack`` composes two of its adapters (``compose_stack``: each adapter's
+    ``pre_forward`` adds the sublayer's residual input and applies the layer norm again)."""
 
     def __init__(self, norm: nn.Module, adapter: Bottleneck):
         super().__init__()
@@ -214,7 +229,10 @@ class PostNormAdapter(nn.Module):
         setattr(self, ADAPTER, adapter)
 
     def forward(self, s: torch.Tensor) -> torch.Tensor:
-        return self.base(s + getattr(self, ADAPTER)(self.base(s)))
+        for slot in (ADAPTER, STACKED):
+            if slot in self._modules:
+                s = s + self._modules[slot](self.base(s))
+        return self.base(s)
 
 
 class ParallelAdapter(WrappedProjection):
@@ -275,6 +293,8 @@ class _Adapters(Method):
     def apply(self, model, anatomy) -> None:
         self._norm_names: list[str] = []
         self._adapt(model, anatomy)
+        if self.config.invertible != "none":
+            add_invertible(model, anatomy, ACTIVATIONS[self.config.activation])
         if self.config.train_layer_norms:
             for path in self._layer_norms(model, anatomy):
                 for name, param in model.get_submodule(path).named_parameters():
@@ -283,11 +303,11 @@ class _Adapters(Method):
                     param.requires_grad_(True)
                     self._norm_names.append(f"{path}.{name}")
         for name, param in model.named_parameters():
-            if f".{ADAPTER}." in name:
+            if f".{ADAPTER}." in name or _is_invertible(name):
                 param.requires_grad_(True)
 
     def parameter_names(self, model) -> list[str]:
-        adapters = [n for n, _ in model.named_parameters() if f".{ADAPTER}." in n]
+        adapters = [n for n, _ in model.named_parameters() if f".{ADAPTER}." in n or _is_invertible(n)]
         return adapters + list(getattr(self, "_norm_names", []))
 
     def _adapt(self, model, anatomy) -> None:
@@ -335,13 +355,27 @@ class Pfeiffer(_Adapters):
     Config = PfeifferConfig
     needs = ("ffn.out", "ln.ffn")
 
-    def _adapt(self, model, anatomy) -> None:
+    def _adapt(self, model, anatomy, slot: str = ADAPTER) -> None:
         if anatomy.pre_norm:
-            _adapt_block_outputs(self, model, anatomy, layer_norm=False)
+            _adapt_block_outputs(self, model, anatomy, layer_norm=False, slot=slot)
             return
         for _, path in self._kept(model, anatomy, "ln.ffn"):
             norm = model.get_submodule(path)
-            replace_module(model, path, PostNormAdapter(norm, self._bottleneck(model, anatomy, norm)))
+            adapter = self._bottleneck(model, anatomy, norm)
+            if slot == ADAPTER:
+                replace_module(model, path, PostNormAdapter(norm, adapter))
+            else:  # the PostNormAdapter of the adapter below
+                setattr(norm, slot, adapter)
+
+    def stack(self, model, anatomy) -> None:
+        """Stack this adapter on the Pfeiffer adapters already at every kept site, as AdapterHub's
+        ``Stack(below, this)``: it reads what the one below wrote (post-LN: through the site's
+        layer norm; pre-LN: the block output after the adapter below). Its parameters become
+        trainable."""
+        self._adapt(model, anatomy, slot=STACKED)
+        for name, param in model.named_parameters():
+            if f".{STACKED}." in name:
+                param.requires_grad_(True)
 
 
 @register
@@ -371,19 +405,25 @@ class Lin(_Adapters):
         _adapt_block_outputs(self, model, anatomy, layer_norm=True)
 
 
-def _adapt_block_outputs(method: _Adapters, model, anatomy, layer_norm: bool) -> None:
-    """An adapter with its skip, ``H + A(H)``, on the output H of every kept block."""
+def _adapt_block_outputs(method: _Adapters, model, anatomy, layer_norm: bool, slot: str = ADAPTER) -> None:
+    """An adapter with its skip, ``H + A(H)``, on the output H of every kept block (a ``STACKED``
+    one after the adapter already there: its hook runs second)."""
     for block in method._kept_blocks(model, anatomy):
         module = model.get_submodule(block)
         adapter = method._bottleneck(model, anatomy, module, layer_norm=layer_norm)
-        setattr(module, ADAPTER, adapter)
-        module.register_forward_hook(_on_block_output)
+        setattr(module, slot, adapter)
+        module.register_forward_hook(functools.partial(_on_block_output, slot=slot))
 
 
-def _on_block_output(block, args, output):
+def _is_invertible(name: str) -> bool:
+    """Whether ``name`` is a parameter of the base model's invertible adapter."""
+    return name.startswith(f"{INVERTIBLE}.") or f".{INVERTIBLE}." in name
+
+
+def _on_block_output(block, args, output, slot: str = ADAPTER):
     """Forward hook for a block: its adapter (with the skip) on the block's hidden states. The
     adapter is looked up at call time, so a module put in its place (AdapterFusion) takes over."""
-    adapter = getattr(block, ADAPTER)
+    adapter = getattr(block, slot)
     if isinstance(output, torch.Tensor):
         return output + adapter(output)
     first = output[0]

@@ -47,6 +47,7 @@ class Method:
     trains: ClassVar[bool] = True  # False: the run evaluates without training (in-context learning)
     composable: ClassVar[bool] = True  # may be one part of a combination, method=[a,b] (methods/composed.py)
     fusion_stage: ClassVar[bool] = False  # its finished runs are adapters AdapterFusion can fuse
+    sparse_difference: ClassVar[bool] = False  # its finished runs are sparse differences θ − θ0 sparse_sum can add
     multitask: ClassVar[bool] = True  # may train on several tasks at once, task=[a,b]
     tokenizer = None  # the run's tokenizer, set by ``attach`` (prompt tuning's class-label init reads it)
 
@@ -67,8 +68,14 @@ class Method:
         return False
 
     def search(self, model, head: list[str], train) -> None:
-        """Called by the run before ``attach`` when ``searches``: ``train(lr)`` runs the run's
-        trainer over whatever parameters this marks trainable (``head`` names the task head's)."""
+        """Called by the run before ``attach`` when ``searches``: ``train(lr=None, on_step=None)``
+        runs the run's trainer over whatever parameters this marks trainable (``head`` names the
+        task head's), at ``lr`` or the run's ``trainer.lr``, calling ``on_step(step)`` after each
+        optimiser step; it may be called several times (rounds of iterative pruning), each call a
+        fresh schedule and optimiser. ``train.gradients(on_batch)`` passes once over the training
+        batches with no optimiser (evaluation mode), each batch's loss back-propagated before
+        ``on_batch(batch)`` reads the gradients (head importance); ``train.evaluate()`` returns the
+        run's evaluation of the model as it stands ({split: {metric: value}})."""
         raise NotImplementedError
 
     def prerequisites(self, runs, model: str, seed: int) -> list:
@@ -81,6 +88,36 @@ class Method:
         """A term the run adds to every training loss (AdapterFusion's ‖I − V‖²), or None."""
         return None
 
+    def after_step(self, model, step: int) -> None:
+        """Called by the run after each optimiser step (``step`` counted from 1), the gradients still
+        there: AdaLoRA reallocates its rank budget (``peft_backed``)."""
+
+    def resume_at(self, model, step: int) -> None:
+        """Called by the run when training resumes from a checkpoint taken after optimiser step
+        ``step``, before its first batch: a schedule over steps (movement pruning's sparsity) picks
+        up where it was."""
+
+    def check_steps(self, total: int) -> None:
+        """Refuse a schedule that does not fit the run's ``total`` optimiser steps; called while
+        planning, before any model loads (AdaLoRA's budget spans the run's steps)."""
+
+    def learning_rates(self, model) -> dict[str, float]:
+        """Trainable parameters that train at a rate of their own, by name (movement pruning's
+        scores at 1e-2 beside weights at 3e-5); the others train at the run's ``trainer.lr``."""
+        return {}
+
+    def training_only(self, model) -> list[str]:
+        """Names of trainable parameters that only steer training (a learned mask's real-valued
+        scores): the optimiser updates them and checkpoints keep them, but the run's result is
+        what they decided (the mask, saved as bits), so the run neither saves them in
+        ``method.safetensors`` nor counts them among the model's parameters."""
+        return []
+
+    def save_alongside(self, model, head: list[str], folder) -> None:
+        """Write into the run's ``folder``, beside its weights and with the best ones loaded, the method
+        in another library's format (``method=peft``: peft's own adapter folder, ``head`` naming the
+        task head's parameters to include)."""
+
     def reports(self, model, evaluate) -> dict:
         """Files the run writes beside its record after training, with the best weights loaded:
         {file name: JSON-able data} (AdapterFusion's attention over its adapters)."""
@@ -91,12 +128,29 @@ class Method:
         weights once for all batches instead of at every forward."""
         return contextlib.nullcontext()
 
+    def testing(self, model):
+        """The context the run scores its held-out test splits in, once, with the best weights:
+        nothing by default; MAD-X swaps the target language's adapter in for them."""
+        return contextlib.nullcontext()
+
     def record_entry(self) -> dict:
         """Fields the method adds to the run's record (AdapterFusion: the fused runs)."""
         return {}
 
     def saved_buffers(self, model) -> dict:
         """Buffers the run saves beside the trained weights (a searched sparse mask); by name."""
+        return {}
+
+    def binary_masks(self, model) -> dict:
+        """The binary masks the method keeps over backbone tensors (``methods/binary_mask``: a
+        ``BinaryMask``, or a ``MaskCount`` where none holds the mask), by the name of the parameter
+        each masks. Counting reports their ``entries`` as bits (``params.mask_bits``), not as
+        parameters, and leaves the ``zeros`` they remove out of the trainable counts."""
+        return {}
+
+    def measured(self, model) -> dict:
+        """Fields the run adds to its record, measured once training is over with the best weights
+        loaded, after ``reports`` (a pruned model's real sparsity; a router's module usage)."""
         return {}
 
     def check_model(self, anatomy, arch_config) -> None:
@@ -106,6 +160,11 @@ class Method:
                 f"method '{self.name}' is not defined for {anatomy.family} models; "
                 f"it supports: {', '.join(sorted(self.families))}"
             )
+
+    def preferred_format(self, task, family: str) -> str | None:
+        """The format this method runs ``task`` in on ``family`` models where ``task.format`` is
+        unset (P-tuning's template on an encoder: cloze); None: the family's own."""
+        return None
 
     def check_format(self, task, format_name: str) -> None:
         """Refuse a format this method cannot run ``task`` in; called before weights load."""

@@ -61,6 +61,10 @@ class Composed(Method):
         for part in self.parts:
             part.check_model(anatomy, arch_config)
 
+    def preferred_format(self, task, family: str) -> str | None:
+        """The first part's preference (P-tuning's cloze), if a part has one."""
+        return next(filter(None, (part.preferred_format(task, family) for part in self.parts)), None)
+
     def check_format(self, task, format_name: str) -> None:
         for part in self.parts:
             part.check_format(task, format_name)

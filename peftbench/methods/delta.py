@@ -33,6 +33,25 @@ def backbone_tensors(model) -> list[tuple[str, nn.Parameter, list[tuple[nn.Modul
     return [(name, p, holders[id(p)]) for name, p in model.named_parameters() if name not in head]
 
 
+def tensor_name(key: str) -> str:
+    """The tensor a parametrisation's entry belongs to, by its name before parametrisation:
+    ``a.b.parametrizations.weight.original`` and ``a.b.parametrizations.weight.0.indices`` are
+    ``a.b.weight``'s; any other name is its own."""
+    module, found, rest = key.partition(".parametrizations.")
+    return f"{module}.{rest.split('.')[0]}" if found else key
+
+
+def proportional(sizes: list[int], k: int) -> list[int]:
+    """k split over tensors in proportion to their sizes (largest remainders), summing to k."""
+    total = sum(sizes)
+    exact = [k * n / total for n in sizes]
+    counts = [int(x) for x in exact]
+    order = sorted(range(len(sizes)), key=lambda i: exact[i] - counts[i], reverse=True)
+    for i in order[: k - sum(counts)]:
+        counts[i] += 1
+    return counts
+
+
 def add_delta(owners: list[tuple[nn.Module, str]], delta: nn.Module) -> None:
     """Parametrise the tensor that every (module, attribute) of ``owners`` holds as θ0 + ``delta``."""
     for module, attribute in owners:

@@ -98,14 +98,19 @@ class LoRALayer(WrappedProjection):
         out = self.base(x)
         if self.merged:
             return out
+        return out + self.update(x)
+
+    def update(self, x: torch.Tensor) -> torch.Tensor:
+        """ΔW x = (α/r)·B A x on the projection's output (zero outside the adapted slices); the
+        routing methods mix the updates of several LoRAs of one projection (``methods/routing.py``)."""
         hidden = F.linear(self.dropout(x), self.lora_A)  # (..., n·r)
         if self.parts is None:
-            return out + F.linear(hidden, self.lora_B[0]) * self.scaling
+            return F.linear(hidden, self.lora_B[0]) * self.scaling
         hidden = hidden.unflatten(-1, (len(self.parts), self.r))
         updates = torch.einsum("...nr,ndr->...nd", hidden, self.lora_B) * self.scaling
-        delta = out.new_zeros(out.shape).unflatten(-1, (self.count, self.part_size))
-        delta[..., self.parts, :] = updates.to(out.dtype)
-        return out + delta.flatten(-2)
+        delta = updates.new_zeros(*x.shape[:-1], self.count, self.part_size)
+        delta[..., self.parts, :] = updates
+        return delta.flatten(-2)
 
     def fold(self, inverse: bool) -> None:
         """W0 ± ΔW."""

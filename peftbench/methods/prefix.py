@@ -264,6 +264,38 @@ def _geometry(config) -> tuple[int, int]:
     return kv_heads, head_dim
 
 
+def place(model, anatomy, sets: dict[str, nn.Module], length: int) -> None:
+    """Put the prefix sets (``self_attn``, or ``encoder``, ``decoder``, ``cross``: modules with
+    ``key_values(batch, dtype)`` and ``layers``) on ``model`` and hook them into its forward."""
+    base = model.base_model  # the model itself where it has none (T5ForConditionalGeneration)
+    if hasattr(base, ATTRIBUTE):
+        raise UserError("the model already has prefixes; apply prefix tuning once")
+    if anatomy.family != "encoder_decoder" and "past_key_values" not in inspect.signature(base.forward).parameters:
+        raise UserError(
+            f"{type(base).__name__} takes no past_key_values, which prefix tuning hands its prefixes through "
+            "(as HF peft does); supported here: bert, roberta, gpt2, llama, t5"
+        )
+    if anatomy.family == "encoder_decoder" and not hasattr(base, "encoder"):
+        raise UserError(f"{type(model).__name__} has no encoder for prefix tuning")
+    weight = model.get_input_embeddings().weight
+    module = Prefixes(length, anatomy.family, sets, weight.dtype)  # float32 as peft keeps it
+    module.to(weight.device)
+    module.requires_grad_(True)
+    setattr(base, ATTRIBUTE, module)
+    if anatomy.family == "encoder_decoder":
+        base.encoder.register_forward_pre_hook(module.before_encoder, with_kwargs=True)
+        base.encoder.register_forward_hook(module.after_encoder)
+        stack = anatomy.stacks[0]
+        for block in base.get_submodule(stack.path):
+            attention = block.get_submodule(stack.roles["attn.k"].rsplit(".", 1)[0])
+            attention.register_forward_pre_hook(module.before_encoder_attention, with_kwargs=True)
+        base.decoder.register_forward_pre_hook(module.before_decoder, with_kwargs=True)
+        base.decoder.register_forward_hook(module.after_cached_stack)
+    else:
+        base.register_forward_pre_hook(module.before_base, with_kwargs=True)
+        base.register_forward_hook(module.after_cached_stack)
+
+
 @register
 class PrefixTuning(Method):
     name = "prefix"
@@ -279,39 +311,13 @@ class PrefixTuning(Method):
         return {"self_attn": counts[anatomy.stacks[0].path]}
 
     def apply(self, model, anatomy) -> None:
-        base = model.base_model  # the model itself where it has none (T5ForConditionalGeneration)
-        if hasattr(base, ATTRIBUTE):
-            raise UserError("the model already has prefixes; apply prefix tuning once")
-        if anatomy.family != "encoder_decoder" and "past_key_values" not in inspect.signature(base.forward).parameters:
-            raise UserError(
-                f"{type(base).__name__} takes no past_key_values, which prefix tuning hands its prefixes through "
-                "(as HF peft does); supported here: bert, roberta, gpt2, llama, t5"
-            )
-        if anatomy.family == "encoder_decoder" and not hasattr(base, "encoder"):
-            raise UserError(f"{type(model).__name__} has no encoder for prefix tuning")
         heads, head_dim = _geometry(model.config)
         c = self.config
         sets = {
             key: PrefixEncoder(c.length, layers, heads, head_dim, c.hidden_size, c.reparameterize)
             for key, layers in self._stacks(model, anatomy).items()
         }
-        weight = model.get_input_embeddings().weight
-        module = Prefixes(c.length, anatomy.family, sets, weight.dtype)  # float32 as peft keeps it
-        module.to(weight.device)
-        module.requires_grad_(True)
-        setattr(base, ATTRIBUTE, module)
-        if anatomy.family == "encoder_decoder":
-            base.encoder.register_forward_pre_hook(module.before_encoder, with_kwargs=True)
-            base.encoder.register_forward_hook(module.after_encoder)
-            stack = anatomy.stacks[0]
-            for block in base.get_submodule(stack.path):
-                attention = block.get_submodule(stack.roles["attn.k"].rsplit(".", 1)[0])
-                attention.register_forward_pre_hook(module.before_encoder_attention, with_kwargs=True)
-            base.decoder.register_forward_pre_hook(module.before_decoder, with_kwargs=True)
-            base.decoder.register_forward_hook(module.after_cached_stack)
-        else:
-            base.register_forward_pre_hook(module.before_base, with_kwargs=True)
-            base.register_forward_hook(module.after_cached_stack)
+        place(model, anatomy, sets, c.length)
 
     def parameter_names(self, model) -> list[str]:
         marker = f".{ATTRIBUTE}.sets."

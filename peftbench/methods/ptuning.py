@@ -21,13 +21,16 @@ whole encoder is trained and saved (it is what the parameter count reports); pef
 
 Where the prompt goes (``template``, default true): on a task with a P-tuning template (the
 official code's FewGLUE patterns: BoolQ, CB, COPA, MultiRC, RTE, WiC, WSC; ``Task.ptuning_template``)
-read as a prompt (rank classification: decoders, encoder–decoders), the prompt tokens stand at the
-template's places among the row's words and its anchor tokens, and the template's label words are
-scored (``peftbench.methods.templated_prompt``). Everywhere else — other tasks, ``template:
-false``, an encoder's classification head, which reads no prompt text — the encoded prompt goes
-before the input embeddings (``peftbench.methods.soft_prompt``), as peft's
+read as a prompt, the prompt tokens stand at the template's places among the row's words and its
+anchor tokens, and the template's label words are scored (``peftbench.methods.templated_prompt``).
+An encoder then reads the pattern as a masked LM, as the paper runs BERT and the official code
+ALBERT: the run's format is ``cloze`` (the method's preferred format there; the label words scored
+by the MLM head at the pattern's [MASK]); decoders and encoder–decoders rank the label words after
+it (rank classification). Everywhere else — other tasks, ``template: false`` (an encoder then
+reads a classification head, as before), a ``task.format`` that reads no prompt text — the encoded
+prompt goes before the input embeddings (``peftbench.methods.soft_prompt``), as peft's
 ``PromptEncoderConfig(task_type=SEQ_CLS)`` places it. The run's record says which, per task
-(``prompt_placement``).
+(``prompt_placement``), and its format.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ from peftbench.methods.base import Method, MethodConfig, require
 from peftbench.methods.templated_prompt import TemplatedSoftPrompt, marker, templated_task
 
 ENCODERS = ("lstm", "mlp", "emb")
+TEMPLATED_FORMATS = ("rank_classification", "cloze")  # the formats that read a template's text
 
 
 @dataclass
@@ -51,7 +55,7 @@ class PTuningConfig(MethodConfig):
     hidden_size: int = 0  # 0: d/2 for lstm (the paper's code), d for mlp (peft's default)
     num_layers: int = 2
     dropout: float = 0.0
-    template: bool = True  # the task's P-tuning template where it has one (rank classification); false: prepended
+    template: bool = True  # the task's P-tuning template where it has one (encoders: cloze); false: prepended
 
     def check(self) -> None:
         require(self.length >= 1, f"method.length must be a positive integer, got {self.length}; e.g. method.length=20")
@@ -104,12 +108,18 @@ class PTuning(Method):
     def __init__(self, config: PTuningConfig):
         super().__init__(config)
         self.placements: dict[str, str] = {}  # task -> "template" | "prepend", as the plan's formats decide
+        self.cloze: set[str] = set()  # the tasks whose template an encoder reads as a masked LM
         self._marker_id: int | None = None
+
+    def preferred_format(self, task, family: str) -> str | None:
+        """Cloze for a task with a template on an encoder (the paper's masked-LM reading of the
+        pattern), unless ``template`` is off."""
+        return "cloze" if self.config.template and task.ptuning_template is not None and family == "encoder" else None
 
     def check_format(self, task, format_name: str) -> None:
         """Decide where the prompt goes for ``task``; refuse a template with more places than tokens."""
         template = task.ptuning_template if self.config.template else None
-        if template is None or format_name != "rank_classification":
+        if template is None or format_name not in TEMPLATED_FORMATS:
             self.placements[task.name] = "prepend"
             return
         require(
@@ -118,13 +128,16 @@ class PTuning(Method):
             f"P-tuning template ({template.pvp}); set method.length={template.slots} or method.template=false",
         )
         self.placements[task.name] = "template"
+        if format_name == "cloze":
+            self.cloze.add(task.name)
 
     def prompt_task(self, task, train_rows: list[dict], seed: int, tokenizer, max_length: int):
         """``task`` written through its template (prompt places marked), where the prompt goes there."""
         if self.placements.get(task.name) != "template":
             return task
-        self._marker_id = tokenizer.convert_tokens_to_ids(marker(tokenizer))
-        return templated_task(task, self.config.length, tokenizer, max_length)
+        cloze = task.name in self.cloze
+        self._marker_id = tokenizer.convert_tokens_to_ids(marker(tokenizer, cloze))
+        return templated_task(task, self.config.length, tokenizer, max_length, cloze)
 
     def record_entry(self) -> dict:
         """Where the run put the prompt, per task: at the template's places, or before the input."""

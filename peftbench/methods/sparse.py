@@ -13,8 +13,8 @@ Transfer", §3). What differs between them is how μ is found:
   only the masked parameters, giving δ. Their code also offers an L1 penalty on θ − θ0 (a
   coefficient, 0 by default in the original release) and a random mask (``Random``) as baseline.
 * **Diff pruning**: learns δ = z ⊙ w with a relaxed-L0 (hard-concrete) mask z, projects δ onto
-  the target sparsity by magnitude, then fine-tunes δ with that mask fixed. Only that final,
-  fixed-mask stage is what this module provides.
+  the target sparsity by magnitude, then fine-tunes δ with that mask fixed: ``diff_pruning``
+  (methods/diff_pruning.py), whose last stage is this module's δ.
 
 What this implementation does. The mask is chosen when the method is applied (``mask_from``):
 
@@ -32,8 +32,23 @@ What this implementation does. The mask is chosen when the method is applied (``
 ``k`` is given directly or as ``density`` × (eligible backbone parameters, rounded). Eligible:
 every backbone parameter tensor (embeddings, matrices, biases, norms; not the head, which trains
 densely as with every method); ``embeddings: false`` / ``layer_norms: false`` leave those out
-(LT-SFT's ``freeze_embeddings`` / ``freeze_layer_norm`` switches). Not reproduced: the optional
-L1 penalty on θ − θ0 (0 by default in the LT-SFT release) and LT-SFT's iterated variant.
+(LT-SFT's ``freeze_embeddings`` / ``freeze_layer_norm`` switches). Not reproduced: LT-SFT's
+iterated variant (``n_ft_iterations``).
+
+L1 penalty (LT-SFT's ``full_l1_reg`` / ``sparse_l1_reg``, both 0 by default as in the release,
+``sft_args.py`` of cambridgeltl/composable-sft): ``method.full_l1`` in phase 1 and
+``method.sparse_l1`` in phase 3 add, through ``Method.penalty``,
+
+    λ · Σ_i |θ_i − θ0_i| / N
+
+to every training loss, the sum over the parameters that train (phase 1: every eligible one and
+the head; phase 3: the k values φ = θ − θ0 and the head, against its initialisation) and N the
+model's parameter count, as the release's ``training_step`` normalises it (``_num_params``;
+``apply_reg_to_sparse_only`` off, its default); the gradient of θ_i gains λ · sign(θ_i − θ0_i) / N.
+
+Counting: the k values are the method's parameters; the mask is reported as bits over the
+eligible entries (``params.mask_bits``, as ``binary_mask`` counts masks), though the file keeps it
+as LT-SFT's k flat indices.
 
 Storage: for each tensor with masked entries, its flat ``indices`` (a buffer, sorted) and the
 trainable ``sparse_values`` φ (k in all), applied by a ``torch.nn.utils.parametrize``
@@ -55,7 +70,8 @@ from torch import nn
 from peftbench.errors import UserError
 from peftbench.methods import register
 from peftbench.methods.base import Method, MethodConfig, require
-from peftbench.methods.delta import add_delta, backbone_tensors, deltas, merge, unmerge
+from peftbench.methods.binary_mask import MaskCount
+from peftbench.methods.delta import add_delta, backbone_tensors, deltas, merge, proportional, tensor_name, unmerge
 
 MASK_SOURCES = ("change", "random", "magnitude")
 
@@ -70,17 +86,13 @@ class SparseConfig(MethodConfig):
     embeddings: bool = True  # embedding tables are eligible
     layer_norms: bool = True  # layer-norm weights and biases are eligible
     seed: int = 0  # the random mask
+    full_l1: float = 0.0  # LT-SFT's full_l1_reg: L1 on θ − θ0 in phase 1 (dense)
+    sparse_l1: float = 0.0  # LT-SFT's sparse_l1_reg: L1 on θ − θ0 in phase 3 (sparse)
 
     def check(self) -> None:
-        require(
-            (self.density is None) != (self.k is None),
-            "give exactly one of method.density (a fraction, e.g. 0.005) and method.k (a count); "
-            "conf/method/sparse.yaml sets density, so with method.k=N also pass method.density=null",
-        )
-        if self.density is not None:
-            require(0 < self.density <= 1, f"method.density must be in (0, 1], got {self.density}")
-        if self.k is not None:
-            require(self.k >= 1, f"method.k must be a positive integer, got {self.k}")
+        check_budget(self.density, self.k, "sparse")
+        require(self.full_l1 >= 0 and self.sparse_l1 >= 0,
+                f"method.full_l1 and method.sparse_l1 must be ≥ 0, got {self.full_l1} and {self.sparse_l1}")  # fmt: skip
         require(
             self.mask_from in MASK_SOURCES,
             f"method.mask_from must be one of {', '.join(MASK_SOURCES)}, got '{self.mask_from}'",
@@ -94,6 +106,30 @@ class SparseConfig(MethodConfig):
                 f"method.reference: {path} does not exist; point it at a finished full or sparse run, "
                 "or set method.reference=null to search the mask in this run",
             )
+
+
+def check_budget(density: Optional[float], k: Optional[int], yaml: str) -> None:
+    """Refuse a budget that is not exactly one of a fraction ``density`` and a count ``k``."""
+    require(
+        (density is None) != (k is None),
+        "give exactly one of method.density (a fraction, e.g. 0.005) and method.k (a count); "
+        f"conf/method/{yaml}.yaml sets density, so with method.k=N also pass method.density=null",
+    )
+    if density is not None:
+        require(0 < density <= 1, f"method.density must be in (0, 1], got {density}")
+    if k is not None:
+        require(k >= 1, f"method.k must be a positive integer, got {k}")
+
+
+def split_by_tensor(chosen: torch.Tensor, sizes: list[int]) -> list[torch.Tensor]:
+    """Sorted flat positions over tensors of ``sizes`` laid end to end, as each tensor's own
+    sorted flat indices."""
+    bounds = torch.tensor([0, *sizes]).cumsum(0)
+    out = []
+    for i in range(len(sizes)):
+        lo, hi = torch.searchsorted(chosen, bounds[i : i + 2]).tolist()
+        out.append(chosen[lo:hi] - bounds[i])
+    return out
 
 
 class SparseDelta(nn.Module):
@@ -128,8 +164,12 @@ class SparseFineTuning(Method):
     composable = False
     Config = SparseConfig
     mergeable = True
+    sparse_difference = True
 
     _change: Optional[torch.Tensor] = None  # |θ1 − θ0| over the eligible parameters, from ``search``
+    _l1_origin: dict[str, torch.Tensor] = {}  # θ0 of the L1 penalty's dense terms, by parameter name
+    _l1_count = 1  # N, the model's parameters (backbone and head), the penalty's normaliser
+    _dense_phase = False  # phase 1 under way (the penalty is full_l1's)
 
     @property
     def searches(self) -> bool:
@@ -142,20 +182,68 @@ class SparseFineTuning(Method):
         tensors = self._eligible(model)
         parameters = dict(model.named_parameters())
         model.requires_grad_(False)
-        for param in [p for _, p, _ in tensors] + [parameters[name] for name in head]:
-            param.requires_grad_(True)
-        train(self.config.search_lr)
+        dense = [name for name, _, _ in tensors] + list(head)
+        for name in dense:
+            parameters[name].requires_grad_(True)
+        self._keep_l1_origin(model, {name: theta0[name] for name in dense} if self.config.full_l1 else {})
+        self._dense_phase = True
+        try:
+            train(self.config.search_lr)
+        finally:
+            self._dense_phase = False
         with torch.no_grad():
             self._change = torch.cat([(p.detach().float() - theta0[n].float().to(p.device)).abs().reshape(-1).cpu()
                                       for n, p, _ in tensors])  # fmt: skip
             model.load_state_dict(theta0)
         model.requires_grad_(False)
 
+    def _keep_l1_origin(self, model, origin: dict[str, torch.Tensor]) -> None:
+        """The dense terms' θ0 (a copy, by parameter name) and N, before any delta is added."""
+        self._l1_origin = {name: value.detach().clone() for name, value in origin.items()}
+        self._l1_count = sum(p.numel() for p in model.parameters())
+
+    def penalty(self, model):
+        """LT-SFT's L1 on θ − θ0 (``full_l1`` while searching, ``sparse_l1`` after), over N."""
+        strength = self.config.full_l1 if self._dense_phase else self.config.sparse_l1
+        if not strength:
+            return None
+        parameters = dict(model.named_parameters())
+        distances = [parameters[name].sub(self._moved(name, parameters[name].device)).abs().sum() for name in self._l1_origin]
+        if not self._dense_phase:
+            distances += [p.abs().sum() for name, p in parameters.items() if name.endswith(".sparse_values")]
+        return strength * torch.stack(distances).sum() / self._l1_count
+
+    def _moved(self, name: str, device) -> torch.Tensor:
+        """θ0 of ``name`` on ``device`` (moved there once)."""
+        if self._l1_origin[name].device != device:
+            self._l1_origin[name] = self._l1_origin[name].to(device)
+        return self._l1_origin[name]
+
+    def binary_masks(self, model) -> dict[str, MaskCount]:
+        """The mask over each eligible tensor, by its name: its entries as bits, those it leaves out
+        of δ as zeros (counting reads only the bits: the tensor itself is frozen)."""
+        kept = {name: delta.indices.numel() for name, _, _, delta in deltas(model, SparseDelta)}
+        masks = {}
+        for name, param, _ in self._eligible(model):
+            if not name.endswith(".sparse_values"):
+                name = tensor_name(name)
+                masks[name] = MaskCount(entries=param.numel(), zeros=param.numel() - kept.get(name, 0))
+        return masks
+
     def saved_buffers(self, model) -> dict[str, torch.Tensor]:
         """The mask, saved with the values: each masked tensor's ``indices`` buffer."""
         return {name: b for name, b in model.named_buffers() if name.endswith(".indices") and ".parametrizations." in name}
 
     def apply(self, model, anatomy) -> None:
+        from peftbench.models.anatomy import head_parameter_names
+
+        if self.config.sparse_l1:  # the head trains densely: its distance from its initialisation
+            head = set(head_parameter_names(model))
+            self._keep_l1_origin(model, {n: p for n, p in model.named_parameters() if n in head})
+        self._put_deltas(model)
+
+    def _put_deltas(self, model) -> None:
+        """A SparseDelta (φ = 0) on every eligible tensor with masked entries: k of them in all."""
         tensors = self._eligible(model)
         total = sum(p.numel() for _, p, _ in tensors)
         if total == 0:
@@ -193,7 +281,7 @@ class SparseFineTuning(Method):
         """Per tensor, the sorted flat indices of its share of the global top-k."""
         sizes = [p.numel() for _, p, _ in tensors]
         if any(p.is_meta for _, p, _ in tensors):  # counting from configs: only how many matters
-            return [torch.empty(n, dtype=torch.long, device="meta") for n in _proportional(sizes, k)]
+            return [torch.empty(n, dtype=torch.long, device="meta") for n in proportional(sizes, k)]
         source = self.config.mask_from
         saved = self._saved_mask(tensors, k) if source == "change" and self._change is None else None
         if saved is not None:
@@ -204,13 +292,7 @@ class SparseFineTuning(Method):
         else:
             scores = self._scores(tensors)
             chosen = torch.topk(scores, k, sorted=False).indices
-        chosen = chosen.sort().values
-        bounds = torch.tensor([0, *sizes]).cumsum(0)
-        out = []
-        for i in range(len(sizes)):
-            lo, hi = torch.searchsorted(chosen, bounds[i : i + 2]).tolist()
-            out.append(chosen[lo:hi] - bounds[i])
-        return out
+        return split_by_tensor(chosen.sort().values, sizes)
 
     def _scores(self, tensors) -> torch.Tensor:
         """One flat score per eligible parameter: |θ0| (magnitude) or |θ1 − θ0| (change)."""
@@ -251,7 +333,7 @@ class SparseFineTuning(Method):
         path = _reference_file(self.config.reference)
         with safe_open(str(path), "pt") as handle:
             saved = {
-                _tensor_name(key): handle.get_tensor(key)
+                tensor_name(key): handle.get_tensor(key)
                 for key in handle.keys()
                 if key.endswith(".indices") and ".parametrizations." in key
             }
@@ -270,23 +352,6 @@ class SparseFineTuning(Method):
 
     def unmerge(self, model) -> None:
         unmerge(model, SparseDelta)
-
-
-def _proportional(sizes: list[int], k: int) -> list[int]:
-    """k split over tensors in proportion to their sizes (largest remainders), summing to k."""
-    total = sum(sizes)
-    exact = [k * n / total for n in sizes]
-    counts = [int(x) for x in exact]
-    order = sorted(range(len(sizes)), key=lambda i: exact[i] - counts[i], reverse=True)
-    for i in order[: k - sum(counts)]:
-        counts[i] += 1
-    return counts
-
-
-def _tensor_name(buffer: str) -> str:
-    """``a.b.parametrizations.weight.0.indices`` → ``a.b.weight``: the tensor a saved mask belongs to."""
-    module, _, rest = buffer.partition(".parametrizations.")
-    return f"{module}.{rest.split('.')[0]}"
 
 
 def _reference_file(reference: str) -> Path:

@@ -12,12 +12,15 @@ positions: nothing is prepended.
 
 The marker is a token no text produces: the tokenizer's mask token (BERT-style vocabularies), else
 one of its other special tokens (T5's sentinels), else its unknown token (GPT-2's <|endoftext|>,
-which pads only where the attention mask is 0: markers are looked for where it is 1). The n
+which pads only where the attention mask is 0: markers are looked for where it is 1). Under cloze
+(an encoder read as a masked LM) the mask token is the answer's, written where the pattern's [MASK]
+is, followed by the pattern's words after it; the prompt places are then marked by the pad token,
+told apart from padding by the attention mask the same way. The n
 prompt tokens share the template's k places in order, the first n mod k places one more
 (``method.length`` = 1 with the official one-place patterns puts one token there, as the code's
 ``--pattern_ids 1``). The template's text is shortened, from the end of its longest shortenable
 field (PET's ``truncate``), until the prompt and the longest answer fit ``task.max_length``, so the
-format never cuts a marker away.
+format never cuts a marker away (under cloze, the answer's masks included).
 
 A batch without markers (a task without a template, an encoder's classification input, which
 reads no prompt text) takes the prompt before its input as ``soft_prompt.SoftPrompt`` does.
@@ -34,12 +37,14 @@ from peftbench.methods import soft_prompt
 from peftbench.methods.icl import answers, token_count
 
 
-def marker(tokenizer) -> str:
-    """The token that stands for a prompt place in the template's text (one id, never from text)."""
+def marker(tokenizer, cloze: bool = False) -> str:
+    """The token that stands for a prompt place in the template's text (one id, never from text);
+    ``cloze``: never the mask token, which is the answer's there."""
     common = {tokenizer.pad_token, tokenizer.eos_token, tokenizer.bos_token, tokenizer.unk_token,
               getattr(tokenizer, "cls_token", None), getattr(tokenizer, "sep_token", None)}  # fmt: skip
     others = [t for t in tokenizer.all_special_tokens if t not in common]
-    for token in [getattr(tokenizer, "mask_token", None), *others, tokenizer.unk_token, tokenizer.eos_token]:
+    first = [tokenizer.pad_token] if cloze else [getattr(tokenizer, "mask_token", None), *others]
+    for token in [*first, tokenizer.unk_token, tokenizer.eos_token]:
         if token and len(tokenizer(token, add_special_tokens=False)["input_ids"]) == 1:
             return token
     raise UserError(f"{type(tokenizer).__name__} has no special token to mark P-tuning's prompt places; "
@@ -51,12 +56,15 @@ def shares(tokens: int, places: int) -> list[int]:
     return [tokens // places + (i < tokens % places) for i in range(places)]
 
 
-def templated_task(task, length: int, tokenizer, max_length: int):
-    """``task`` whose prompt is its P-tuning template (and whose label words are the template's)."""
+def templated_task(task, length: int, tokenizer, max_length: int, cloze: bool = False):
+    """``task`` whose prompt is its P-tuning template (and whose label words are the template's);
+    ``cloze``: the whole pattern, the mask token at its [MASK] and the words after it, and its
+    choices as the pattern's [MASK] stands for them."""
     template = task.ptuning_template
-    token = marker(tokenizer)
+    token = marker(tokenizer, cloze)
     sizes = shares(length, template.slots)
-    shaped = dataclasses.replace(task, verbalizers=template.verbalizers or task.verbalizers)
+    shaped = dataclasses.replace(task, verbalizers=template.verbalizers or task.verbalizers,
+                                 choice_answer=template.answer if cloze else task.choice_answer)  # fmt: skip
 
     def prompt(row: dict) -> str:
         values, places = template.fields(row), iter(sizes)
@@ -71,7 +79,9 @@ def templated_task(task, length: int, tokenizer, max_length: int):
             else:
                 shortenable += [len(pieces)] if kind == "text" else []
                 pieces.append(values[value])
-        budget = max_length - max(token_count(tokenizer, " " + a) for a in answers(shaped, row))
+        if cloze:  # one mask stands in the text for the answer's tokens
+            pieces += [tokenizer.mask_token, template.tail]
+        budget = max_length - max(token_count(tokenizer, " " + a) for a in answers(shaped, row)) + (1 if cloze else 0)
         return _fitted(pieces, shortenable, tokenizer, budget, task.name)
 
     return dataclasses.replace(shaped, prompt=prompt)

@@ -192,11 +192,7 @@ def load_for_classification(model_cfg, num_labels: int, tokenizer):
     """The backbone with a fresh sequence-classification head (``num_labels == 1``: regression)."""
     from transformers import AutoModelForSequenceClassification
 
-    overrides = {
-        "num_labels": num_labels,
-        "problem_type": "regression" if num_labels == 1 else "single_label_classification",
-        "pad_token_id": tokenizer.pad_token_id,
-    }
+    overrides = {**head_settings(num_labels), "pad_token_id": tokenizer.pad_token_id}
     if model_cfg.random_init:
         config = architecture_config(model_cfg, **overrides)
         return AutoModelForSequenceClassification.from_config(config)
@@ -206,11 +202,33 @@ def load_for_classification(model_cfg, num_labels: int, tokenizer):
     )  # fmt: skip
 
 
-def load_language_model(model_cfg, tokenizer):
-    """The backbone with its own pretrained LM head: causal for decoders, seq2seq for encoder-decoders."""
-    from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM
+def head_settings(num_labels: int) -> dict:
+    """The config fields of a sequence-classification head with ``num_labels`` outputs, which HF's
+    loss reads: one output is a regression (MSE), more a single-label classification."""
+    return {"num_labels": num_labels, "problem_type": "regression" if num_labels == 1 else "single_label_classification"}
 
-    auto = AutoModelForSeq2SeqLM if model_cfg.family == "encoder_decoder" else AutoModelForCausalLM
+
+def load_for_token_classification(model_cfg, num_labels: int, tokenizer):
+    """The backbone with a fresh token-classification head: one linear layer over every token's
+    final hidden state (BERT's NER setup, Devlin et al. 2019 §5.3; transformers' ``*ForTokenClassification``)."""
+    from transformers import AutoModelForTokenClassification
+
+    overrides = {"num_labels": num_labels, "pad_token_id": tokenizer.pad_token_id}
+    if model_cfg.random_init:
+        return AutoModelForTokenClassification.from_config(architecture_config(model_cfg, **overrides))
+    return _from_source(
+        AutoModelForTokenClassification.from_pretrained, model_cfg, _source(model_cfg), use_safetensors=True, **overrides
+    )
+
+
+def load_language_model(model_cfg, tokenizer):
+    """The backbone with its own pretrained LM head: causal for decoders, seq2seq for encoder-decoders,
+    masked for encoders (the cloze format)."""
+    from transformers import AutoModelForCausalLM, AutoModelForMaskedLM, AutoModelForSeq2SeqLM
+
+    auto = {"encoder": AutoModelForMaskedLM, "encoder_decoder": AutoModelForSeq2SeqLM}.get(
+        model_cfg.family, AutoModelForCausalLM
+    )
     overrides = {"pad_token_id": tokenizer.pad_token_id}
     if model_cfg.random_init:
         return auto.from_config(architecture_config(model_cfg, **overrides))
@@ -239,18 +257,20 @@ def _from_source(loader, model_cfg, source, **kwargs):
         ) from None
 
 
-def skeleton_for_classification(model_cfg, num_labels: int = 2):
-    """The architecture with a classification head on the meta device: shapes, no weights.
+def skeleton_for_classification(model_cfg, num_labels: int = 2, per_token: bool = False):
+    """The architecture with a classification head on the meta device: shapes, no weights; with
+    ``per_token``, the token-classification head (``load_for_token_classification``'s).
 
     Counting parameters this way needs only the config, which is exactly what the papers'
     parameter columns report for backbones whose weights are not at hand.
     """
     import torch
-    from transformers import AutoModelForSequenceClassification
+    from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification
 
     config = architecture_config(model_cfg, num_labels=num_labels)
+    auto = AutoModelForTokenClassification if per_token else AutoModelForSequenceClassification
     with torch.device("meta"):
-        return AutoModelForSequenceClassification.from_config(config)
+        return auto.from_config(config)
 
 
 def config_from_fields(fields: dict, **overrides):

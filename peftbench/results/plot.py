@@ -1,6 +1,7 @@
-"""The papers' figures from run records: LoRA's rank sweep and the efficiency frontier.
+"""The papers' figures from run records: LoRA's rank sweep, the efficiency frontier, and score
+against sparsity.
 
-Two steps, kept apart. ``rank_sweep`` and ``frontier`` reduce records to a ``Plot`` (panels of
+Two steps, kept apart. ``rank_sweep``, ``frontier`` and ``sparsity`` reduce records to a ``Plot`` (panels of
 series of points: plain data that tests check); ``results/draw.py`` turns a ``Plot`` into a PNG
 or SVG file.
 Each point reduces its runs over seeds as the tables do (``peftbench.results.table``): one value
@@ -15,7 +16,7 @@ import json
 import math
 import statistics
 from dataclasses import dataclass
-from typing import Iterable, NamedTuple
+from typing import Callable, Iterable, NamedTuple
 
 from peftbench.errors import UserError
 from peftbench.results.table import caveat_marks, comparable, data_caveats, median_params, reduce_over_seeds
@@ -28,8 +29,8 @@ WEIGHT_NAMES = {"attn.q": "Wq", "attn.k": "Wk", "attn.v": "Wv", "attn.o": "Wo"}
 class Point:
     """One plotted point: ``value`` is the statistic over seeds of the chosen metric (as recorded,
     e.g. 0.866 for 86.6% accuracy), ``spread`` the sample standard deviation over seeds (0 for
-    one seed), ``n`` the seed count. ``x`` is the rank r (rank sweep) or the median trainable
-    method parameters (frontier). ``caveats`` say how the runs differ from a full-data run
+    one seed), ``n`` the seed count. ``x`` is the rank r (rank sweep), the median trainable
+    method parameters (frontier) or the median share of the backbone kept or trained (sparsity). ``caveats`` say how the runs differ from a full-data run
     (empty when they do not). Frontier points also have a ``label`` and the median peak
     ``memory`` in MB (None where the records have none)."""
 
@@ -81,7 +82,8 @@ class Plot:
 
 class _Run(NamedTuple):
     """What a plot needs of one complete record. ``seed``, ``finished`` and ``caveats`` (and
-    ``trainable``) are the fields the tables' seed and caveat rules read."""
+    ``trainable``) are the fields the tables' seed and caveat rules read; ``share`` is
+    ``backbone_share``'s."""
 
     model: str
     task: str
@@ -95,6 +97,7 @@ class _Run(NamedTuple):
     trainable: float | None
     memory: float | None
     caveats: tuple[str, ...]
+    share: float | None
 
 
 # --- records -> runs -----------------------------------------------------------------------------
@@ -127,6 +130,30 @@ def _score(record: dict, split: str | None, metric: str | None) -> tuple[str, st
 
 def _number(value) -> float | None:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def backbone_share(record: dict) -> float | None:
+    """The share of the backbone a run keeps or trains, the sparsity plot's x (its sparsity is 1
+    minus it), by method family:
+
+    * a method that masks backbone weights (pruning, lottery tickets, supermasks, mask tuning,
+      movement and head pruning: the record has ``sparsity``, ``peftbench.methods.binary_mask``)
+      keeps 1 − ``sparsity.measured``: the exact zeros of its merged masked tensors over their
+      entries (the encoder's linear projections; embeddings, biases and norms are never masked);
+    * any other method (LoRA, BitFit, adapters, the sparse differences of LT-SFT and diff pruning,
+      full fine-tuning) trains ``params.trainable_method`` / (``params.total`` − ``params.head``):
+      its trained floats over the model's parameters without the task head (a removed entry of a
+      sparse difference is not counted, ``peftbench.counting``).
+
+    None where the record has neither."""
+    measured = _number((record.get("sparsity") or {}).get("measured"))
+    if measured is not None:
+        return 1.0 - measured
+    params = record.get("params") or {}
+    trained, total, head = (_number(params.get(key)) for key in ("trainable_method", "total", "head"))
+    if trained is None or not total or total - (head or 0.0) <= 0:
+        return None
+    return trained / (total - (head or 0.0))
 
 
 class _Scan(NamedTuple):
@@ -170,6 +197,7 @@ def _scan(records: Iterable[dict], method, model, task, metric) -> _Scan:
                 trainable=_number(params.get("trainable_method")),
                 memory=_number(cost.get("peak_memory_mb")),
                 caveats=data_caveats(record),
+                share=backbone_share(record),
             )
         )
     return _Scan(runs, unscored, example, elsewhere)
@@ -205,11 +233,12 @@ def _canonical(value) -> str:
     return json.dumps(value, sort_keys=True)
 
 
-def _variant_key(method_config: dict, ignore: tuple[str, ...]) -> tuple:
+def variant_key(method_config: dict, ignore: tuple[str, ...]) -> tuple:
+    """What tells a method variant apart: its config without the ``ignore``d fields, comparable."""
     return tuple(sorted((k, _canonical(v)) for k, v in method_config.items() if k not in ignore))
 
 
-def _differing(configs: list[dict], ignore: tuple[str, ...]) -> list[str]:
+def differing(configs: list[dict], ignore: tuple[str, ...]) -> list[str]:
     """The fields, in config order, whose value is not the same in every one of ``configs``."""
     fields = list(dict.fromkeys(k for config in configs for k in config if k not in ignore))
     missing = object()
@@ -254,9 +283,9 @@ def rank_sweep(
     for (model_, task_, split, metric_), panel_runs in _by_panel(runs).items():
         groups: dict[tuple, list[_Run]] = {}
         for run in panel_runs:
-            groups.setdefault(_variant_key(run.method_config, ("name", "r")), []).append(run)
+            groups.setdefault(variant_key(run.method_config, ("name", "r")), []).append(run)
         configs = [group[0].method_config for group in groups.values()]
-        other_fields = _differing(configs, ("name", "r", "targets"))
+        other_fields = differing(configs, ("name", "r", "targets"))
         series = []
         for group in groups.values():
             config = group[0].method_config
@@ -304,49 +333,102 @@ def frontier(
         _nothing_to_plot("frontier", scan, model, task, metric, where)
     panels = []
     for (model_, task_, split, metric_), panel_runs in _by_panel(runs).items():
-        by_method: dict[str, dict[tuple, list[_Run]]] = {}
-        for run in panel_runs:
-            variants = by_method.setdefault(run.method, {})
-            variants.setdefault(_variant_key(run.method_config, ("name",)), []).append(run)
-        series = []
-        for method in sorted(by_method):
-            variants = list(by_method[method].values())
-            fields = _differing([variant[0].method_config for variant in variants], ("name",))
-            points = [_variant_point(method, variant, fields, statistic) for variant in variants]
-            series.append(Series(method, tuple(sorted(points, key=lambda p: (p.x, p.label)))))
+        series = _method_series(panel_runs, statistic, median_params)
         every_point = [point for s in series for point in s.points]
         panels.append(Panel(model_, task_, split, metric_, tuple(series), tuple(pareto(every_point))))
     return _plot("frontier", statistic, panels, scan.unscored)
 
 
-def _variant_point(method: str, runs: list[_Run], fields: list[str], statistic: str) -> Point:
-    """One method variant's point; parameters and memory are the medians over the runs used."""
+def _method_series(runs: list[_Run], statistic: str, x: Callable) -> list[Series]:
+    """One series per method (by name), one point per method variant (``method_config``) at
+    ``x(runs used)``, labelled with the config fields that tell its variants apart; by x."""
+    by_method: dict[str, dict[tuple, list[_Run]]] = {}
+    for run in runs:
+        variants = by_method.setdefault(run.method, {})
+        variants.setdefault(variant_key(run.method_config, ("name",)), []).append(run)
+    series = []
+    for method in sorted(by_method):
+        variants = list(by_method[method].values())
+        fields = differing([variant[0].method_config for variant in variants], ("name",))
+        points = [_variant_point(method, variant, fields, statistic, x) for variant in variants]
+        series.append(Series(method, tuple(sorted(points, key=lambda p: (p.x, p.label)))))
+    return series
+
+
+# --- score against sparsity ---------------------------------------------------------------------
+
+
+def sparsity(
+    records: Iterable[dict],
+    *,
+    model: str | None = None,
+    task: str | None = None,
+    metric: str | None = None,
+    statistic: str = "median",
+    where: str = "the records",
+) -> Plot:
+    """Score against sparsity, the sparse-subnetwork methods beside LoRA and BitFit (seed 004,
+    "Sparse Subnetworks"; Chen et al. 2020, NeurIPS, "The Lottery Ticket Hypothesis for
+    Pre-trained BERT Networks", Figure 1 plots score against the share of weights remaining): for
+    each (model, task), one point per method variant at the median ``backbone_share`` of its runs
+    (the share kept, 1 − measured sparsity, for masks; the share trained for differences), one
+    series per method, points by share."""
+    scan = _scan(records, None, model, task, metric)
+    runs = [run for run in scan.runs if run.share is not None]
+    if not runs:
+        _nothing_to_plot("sparsity", scan, model, task, metric, where)
+    panels = [
+        Panel(model_, task_, split, metric_, tuple(_method_series(panel_runs, statistic, _median_share)))
+        for (model_, task_, split, metric_), panel_runs in _by_panel(runs).items()
+    ]
+    return _plot("sparsity", statistic, panels, scan.unscored)
+
+
+def _median_share(runs: list[_Run]) -> float:
+    return statistics.median(run.share for run in runs)
+
+
+def _variant_point(method: str, runs: list[_Run], fields: list[str], statistic: str, x: Callable = median_params) -> Point:
+    """One method variant's point; ``x(runs used)`` (the median parameters) and the memory are
+    medians over the runs used."""
     used, _ = comparable([(run, run.value) for run in runs])
     used_runs = [run for run, _ in used]
     memories = [run.memory for run in used_runs if run.memory is not None]
-    config = runs[0].method_config
-    label = " ".join([method, *(_field_text(config, field) for field in fields)])
     return _reduce(
         used_runs,
         statistic,
-        median_params(used_runs),
-        label=label,
+        x(used_runs),
+        label=variant_label(method, runs[0].method_config, fields),
         memory=statistics.median(memories) if memories else None,
     )
+
+
+def variant_label(method: str, config: dict, fields: list[str]) -> str:
+    """A method variant as a point's label: the method and the ``fields`` that tell its variants
+    apart (``lora r=8 Wq, Wv``)."""
+    return " ".join([method, *(_field_text(config, field) for field in fields)])
 
 
 def pareto(points: list[Point]) -> list[Point]:
     """The Pareto frontier: the points with the best score for at most that many parameters,
     by parameters. A point is on it when it scores higher than every point with as many
-    parameters or fewer. Points with a caveat are compared among themselves only, and only
-    where a panel has no full-data points: sample data and full data are not one scale."""
+    parameters or fewer."""
+    return pareto_front(points, x=lambda p: p.x, y=lambda p: -p.value)
+
+
+def pareto_front(points: list, x: Callable, y: Callable) -> list:
+    """The points no other point beats on both ``x(point)`` and ``y(point)``, lower better in
+    each, by ``x``: a point is on it when its ``y`` is lower than that of every point with an
+    ``x`` as low or lower (of equal points, the first). Points with a caveat (``caveats``) are
+    compared among themselves only, and only where there are no others: sample data and full
+    data are not one scale."""
     clean = [point for point in points if not point.caveats]
-    candidates = sorted(clean or points, key=lambda p: (p.x, -p.value))
-    front, best = [], -math.inf
+    candidates = sorted(clean or points, key=lambda p: (x(p), y(p)))
+    front, best = [], math.inf
     for point in candidates:
-        if point.value > best:
+        if y(point) < best:
             front.append(point)
-            best = point.value
+            best = y(point)
     return front
 
 
@@ -384,7 +466,9 @@ def _nothing_to_plot(kind: str, scan: _Scan, model, task, metric, where: str) ->
         which = "lora runs" if kind == "rank_sweep" else "runs"
         raise UserError(f"no {looked_for} in {where}; it has {which} of {pairs}: pass one as --model/--task")
     overrides = "".join([f" model={model}" if model else "", f" task={task}" if task else ""])
-    sweep = "method=lora method.r=1,2,4,8" if kind == "rank_sweep" else "method=lora,bitfit,houlsby"
+    sweep = {"rank_sweep": "method=lora method.r=1,2,4,8", "sparsity": "experiment=sweep_sparsity_minilm"}.get(
+        kind, "method=lora,bitfit,houlsby"
+    )
     raise UserError(
         f"no {looked_for} in {where}; run `peftbench run -m {sweep}{overrides} seed=1,2,3` "
         "(or pass --results DIR)"

@@ -133,6 +133,15 @@ def read_record(run_dir: str | os.PathLike) -> dict:
     return _parse_record(path, raw)
 
 
+def run_folder(run: str, results: str | os.PathLike) -> Path:
+    """The folder of the run a command names: ``run`` itself when it is a run folder, else the run
+    id ``run`` in ``results``; a UserError when it is neither."""
+    folder = Path(run) if Path(run, RECORD_FILE).is_file() else Path(results) / run
+    if not (folder / RECORD_FILE).is_file():
+        raise UserError(f"no run '{run}' (neither a run folder nor a run id in {results}); list them with peftbench list runs")
+    return folder
+
+
 def _parse_record(path: str | os.PathLike, raw: bytes) -> dict:
     if not raw.strip():
         raise CorruptRecord(path, "empty file")
@@ -177,12 +186,21 @@ def iter_records(
     A record that cannot be read is passed to ``warn`` once and skipped. Directories without a
     ``record.json`` (and hidden entries) are not runs and are passed over silently.
     """
+    return read_records(run_dirs(root), warn)
+
+
+def run_dirs(root: str | os.PathLike) -> list[str]:
+    """The run folders under ``root`` (hidden ones left out), in name order, from one scan of it."""
     root = Path(root)
     if not root.is_dir():
         raise UserError(f"results directory {root} does not exist; pass --results DIR")
     with os.scandir(root) as entries:
-        run_dirs = sorted(e.path for e in entries if e.is_dir() and not e.name.startswith("."))
-    for run_dir in run_dirs:
+        return sorted(e.path for e in entries if e.is_dir() and not e.name.startswith("."))
+
+
+def read_records(folders: list[str], warn: Callable = warn_to_stderr) -> Iterator[dict]:
+    """The readable records of the run folders ``folders`` (``run_dirs``), as ``iter_records``."""
+    for run_dir in folders:
         path = os.path.join(run_dir, RECORD_FILE)  # strings, not Paths: this loop runs per record
         try:
             with open(path, "rb") as handle:

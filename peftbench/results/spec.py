@@ -24,6 +24,7 @@ arXiv:2106.09685v2)::
         model: roberta-base
         method: lora
         match: {r: 8, targets: [attn.q, attn.v]}   # method_config fields that must be equal
+                                                   # (a mapping, method=peft's config, equal whole)
         paper_params: 0.3M
         paper: {mnli: 87.5, ..., avg: 87.2}   # every column id and the average's; null = none;
                                               # "92.39 ± 0.22" keeps the paper's spread as printed
@@ -33,13 +34,20 @@ arXiv:2106.09685v2)::
     notes: [...]             # footnotes printed under the table
 
 ``match`` names what makes a method variant (rank, target roles), never tuned hyperparameters
-(alpha, learning rate); lists match in any order. Every error names the file and the field.
+(alpha, learning rate); lists match in any order. Where the paper's variant and settings differ by
+task (prefix tuning's prefix length 5 on E2E and WebNLG, 10 on DART), ``match`` and ``preset`` map
+each of the columns' tasks, every one of them, to its own (a single-task row only)::
+
+        match: {e2e: {length: 5}, webnlg: {length: 5}, dart: {length: 10}}
+        preset: {e2e: prefix_e2e, webnlg: prefix_webnlg, dart: prefix_dart}
+
+Every error names the file and the field.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
@@ -113,6 +121,18 @@ class Row:
     paper_spread: dict[str, str]  # the ± the paper prints beside a value, as printed ("0.22", ".3")
     bold: tuple[str, ...]  # the column ids of the cells the paper prints in bold
     preset: str | None  # the experiment config (conf/experiment) that reproduces the row, if any
+    # The per-task form (a row whose variant or settings differ by task): each column task's match
+    # and preset; empty where the row gives one ``match`` / ``preset`` for every task.
+    task_match: dict[str, dict] = field(default_factory=dict)
+    task_preset: dict[str, str] = field(default_factory=dict)
+
+    def match_for(self, task: str) -> dict:
+        """The method_config fields the row's runs on ``task`` have."""
+        return self.task_match.get(task, self.match)
+
+    def preset_for(self, task: str) -> str | None:
+        """The experiment config whose runs fill the row's cells of ``task``, if any."""
+        return self.task_preset.get(task, self.preset)
 
 
 @dataclass(frozen=True)
@@ -227,7 +247,7 @@ class _SpecReader:
             decimals=self.integer(data.get("decimals", 1), "decimals"),
             columns=columns,
             average=average,
-            rows=self.rows(data["rows"], value_ids, training),
+            rows=self.rows(data["rows"], value_ids, training, tuple(dict.fromkeys(c.task for c in columns))),
             notes=tuple(self.text(note, f"notes[{i}]") for i, note in enumerate(notes)),
         )
 
@@ -291,7 +311,7 @@ class _SpecReader:
             note=None if note is None else self.text(note, "average.note"),
         )
 
-    def rows(self, value, value_ids: tuple[str, ...], training: str) -> tuple[Row, ...]:
+    def rows(self, value, value_ids: tuple[str, ...], training: str, tasks: tuple[str, ...]) -> tuple[Row, ...]:
         if not isinstance(value, list) or not value:
             raise self.fail("rows", "must be a non-empty list")
         rows = []
@@ -306,32 +326,76 @@ class _SpecReader:
                 raise self.fail(f"{where}.label", f"{label!r} is used twice")
             paper_params = item.get("paper_params")
             paper, spread = self.paper(item["paper"], f"{where}.paper", value_ids)
+            row_training = self.choice(item.get("training", training), f"{where}.training", TRAINING_SETTINGS)
+            match, task_match = self.row_match(item.get("match") or {}, f"{where}.match", tasks)
+            preset, task_preset = self.row_preset(item.get("preset"), f"{where}.preset", tasks)
+            if (task_match or task_preset) and row_training == "multitask":
+                field_name = "match" if task_match else "preset"
+                raise self.fail(f"{where}.{field_name}", "a multitask row trains its tasks in one run; give one for every task")
             rows.append(
                 Row(
                     label=label,
                     model=self.text(item["model"], f"{where}.model"),
                     method=self.text(item["method"], f"{where}.method"),
-                    match=self.match(item.get("match") or {}, f"{where}.match"),
+                    match=match,
                     paper_params=None
                     if paper_params is None
                     else self.text(str(paper_params), f"{where}.paper_params"),
                     paper=paper,
-                    training=self.choice(item.get("training", training), f"{where}.training", TRAINING_SETTINGS),
+                    training=row_training,
                     paper_spread=spread,
                     bold=self.bold(item.get("bold") or [], f"{where}.bold", value_ids),
-                    preset=self.text(item["preset"], f"{where}.preset") if "preset" in item else None,
+                    preset=preset,
+                    task_match=task_match,
+                    task_preset=task_preset,
                 )
             )
         return tuple(rows)
+
+    def per_task(self, value: dict, where: str, tasks: tuple[str, ...]) -> dict:
+        """A mapping of each of the columns' tasks to its value: every task named, no other."""
+        unknown = [key for key in value if key not in tasks]
+        missing = [task for task in tasks if task not in value]
+        if unknown or missing:
+            problem = f"{unknown[0]!r} is no column's task" if unknown else f"no value for task {missing[0]!r}"
+            raise self.fail(where, f"{problem}; map each of the columns' tasks ({', '.join(tasks)}) to one")
+        return value
+
+    def row_match(self, value, where: str, tasks: tuple[str, ...]) -> tuple[dict, dict[str, dict]]:
+        """(the match for every task, {}) or, in the per-task form, ({}, each task's match). A mapping
+        whose keys name none of the columns' tasks is a field holding a mapping (method=peft's
+        ``config``), matched whole."""
+        per_task = isinstance(value, dict) and any(key in tasks for key in value)
+        if per_task and all(isinstance(wanted, dict) for wanted in value.values()):
+            value = self.per_task(value, where, tasks)
+            return {}, {task: self.match(fields, f"{where}.{task}") for task, fields in value.items()}
+        if per_task and any(isinstance(wanted, dict) for wanted in value.values()):
+            tasks_named = ", ".join(tasks)
+            raise self.fail(where, f"give method_config fields, or map each of the columns' tasks ({tasks_named}) to its fields, not both")
+        return self.match(value, where), {}
+
+    def row_preset(self, value, where: str, tasks: tuple[str, ...]) -> tuple[str | None, dict[str, str]]:
+        """(the preset for every task, {}) or, in the per-task form, (None, each task's preset)."""
+        if value is None:
+            return None, {}
+        if isinstance(value, dict):
+            value = self.per_task(value, where, tasks)
+            return None, {task: self.text(preset, f"{where}.{task}") for task, preset in value.items()}
+        return self.text(value, where), {}
 
     def match(self, value, where: str) -> dict:
         if not isinstance(value, dict):
             raise self.fail(where, "must be a mapping of method_config fields to values")
         scalar = (str, int, float, bool, type(None))
+
+        def plain(wanted) -> bool:  # a scalar, a list of plain values, or a mapping of them
+            if isinstance(wanted, dict):
+                return all(isinstance(key, str) and plain(item) for key, item in wanted.items())
+            return all(plain(item) for item in wanted) if isinstance(wanted, list) else isinstance(wanted, scalar)
+
         for key, wanted in value.items():
-            items = wanted if isinstance(wanted, list) else [wanted]
-            if not all(isinstance(item, scalar) for item in items):
-                raise self.fail(f"{where}.{key}", "must be a scalar or a list of scalars")
+            if not plain(wanted):
+                raise self.fail(f"{where}.{key}", "must be a scalar, a list or a mapping of scalars")
         return value
 
     def paper(self, value, where: str, value_ids: tuple[str, ...]) -> tuple[dict[str, float | None], dict[str, str]]:

@@ -147,7 +147,7 @@ def build_table(spec: TableSpec, records: Iterable[dict], model: str | None = No
             runs = [
                 run._replace(caveats=run.caveats + _training_caveats(row.training, run.multitask))
                 for run in runs_by_key.get((row_model, row.method, column.task, column.train_samples), ())
-                if matches(run.method_config, row.match)
+                if matches(run.method_config, row.match_for(column.task))
             ]
             row_runs += runs
             scored = []
@@ -221,10 +221,14 @@ def train_samples(record: dict) -> int | None:
 
 
 def data_caveats(record: dict, setting: str = "full") -> tuple[str, ...]:
-    """How a record's data differ from ``setting`` (the full official data, or FewGLUE's)."""
+    """How a record's data differ from ``setting`` (the full official data, or FewGLUE's), or
+    from the label set the paper's data had (a snapshot of the CFPB complaints with other classes)."""
     data = record.get("data") or {}
     if data.get("sample"):
         return (SAMPLE_CAVEAT,)
+    classes = len(data.get("label_names") or ())
+    if classes and classes != data.get("declared_classes"):  # task.labels_from_data=true on another snapshot
+        return (f"runs on data with {classes} classes, not the paper's {data.get('declared_classes')}",)
     subset = data.get("subset") or "full"
     if subset == setting:
         return ()

@@ -1,6 +1,7 @@
 """The task registry: every benchmark module (``glue``, ``superglue``, ``e2e``, ``raft``,
 ``classification``, ``samsum``, ``wikisql``, ``mrqa``, ``transfer``, ``commonsense``,
-``adapterfusion_suite``, ``houlsby_suite``, ``webnlg``, ``dart``)
+``adapterfusion_suite``, ``houlsby_suite``, ``webnlg``, ``dart``, ``xnli``, ``wikiann``, ``mlm``,
+``metamath``)
 exposes ``TASKS``, a dict of task name → ``Task``, and joins the registry by being listed in
 ``_BENCHMARKS``. Task names are unique across benchmarks.
 """
@@ -11,14 +12,14 @@ from types import ModuleType
 
 from peftbench.errors import UserError
 from peftbench.tasks import (
-    adapterfusion_suite, classification, commonsense, dart, e2e, glue, houlsby_suite, mrqa, raft, samsum, superglue,
-    transfer, webnlg, wikisql,
+    adapterfusion_suite, classification, commonsense, dart, e2e, glue, houlsby_suite, metamath, mlm, mrqa, raft, samsum,
+    superglue, transfer, webnlg, wikiann, wikisql, xnli,
 )
-from peftbench.tasks.base import Task, TaskData
+from peftbench.tasks.base import RUN_OPTIONS, Task, TaskData
 
 _BENCHMARKS: tuple[ModuleType, ...] = (
     glue, superglue, e2e, raft, classification, samsum, wikisql, mrqa, transfer, commonsense, adapterfusion_suite,
-    houlsby_suite, webnlg, dart,
+    houlsby_suite, webnlg, dart, xnli, wikiann, mlm, metamath,
 )
 
 
@@ -40,11 +41,24 @@ def task_names() -> list[str]:
     return list(_REGISTRY)
 
 
-def get_task(name: str) -> Task:
-    """The task called ``name``; an unknown name is a ``UserError`` listing the known ones."""
+def get_task(name: str, options: dict | None = None) -> Task:
+    """The task called ``name``; an unknown name is a ``UserError`` listing the known ones.
+
+    ``options`` (the run's task config) binds a task that reads run options (``Task.options``:
+    ``task.language``, ``task.text_file``) to the values set there; a value set for a task that
+    does not read it is refused in one line."""
     if name not in _REGISTRY:
         raise UserError(f"unknown task {name!r}; choose one of: {', '.join(task_names())}")
-    return _REGISTRY[name]
+    task = _REGISTRY[name]
+    own = dict(task.options)
+    given = {key: options[key] for key in RUN_OPTIONS if options and options.get(key) is not None}
+    for key in given:
+        if key not in own:
+            readers = ", ".join(other for other, known in _REGISTRY.items() if key in dict(known.options))
+            raise UserError(f"task {name} has no option task.{key} (tasks that read it: {readers}); drop it")
+    if given.items() <= own.items():
+        return task
+    return task.configure(**{**own, **given})
 
 
 __all__ = ["Task", "TaskData", "get_task", "task_names"]

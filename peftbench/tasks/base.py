@@ -10,6 +10,12 @@ labels, as GLUE test); the rest depends on the task's ``kind``:
   entity filled in, adds ``choice_names`` (the entities) and ``answers`` (the gold entities)).
 - ``"generation"``: ``label`` the reference text, and ``group`` the input the references share
   (E2E scores each meaning representation against all of its references).
+- ``"token_classification"``: ``tokens`` (the words, list of str; ``text`` is them joined by
+  spaces) and ``label`` one tag index per word (WikiANN's NER tags).
+- ``"masked_lm"``: ``text`` one line of raw text (``label`` None): the text a masked language model
+  learns from (``mlm``), scored by its loss on held-out text.
+
+Rows of a cross-lingual task also carry ``language``, the language of their text (XNLI, WikiANN).
 
 Formats (``peftbench.formats``) turn rows into model inputs: encoders read ``text``/``text_pair``
 (or ``text`` with each choice) through a head; decoders and encoder-decoders read
@@ -18,7 +24,7 @@ Formats (``peftbench.formats``) turn rows into model inputs: encoders read ``tex
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Sequence
 
 
@@ -31,6 +37,9 @@ class TaskData:
     the official split (the embedded data), so that tables never mix it into a paper's cell.
     ``subset`` names an official reduced setting of the benchmark (``"fewglue"``: FewGLUE's 32
     training examples), None for the full splits; it is part of the run id and tables match it.
+    ``label_names`` is the label set the rows' labels index where the data decides it (a task with
+    ``Task.declared_classes``: the CFPB complaints' Issue values of the snapshot read), and
+    ``declared_classes`` the count its paper declares; both None/0 where the task names its labels.
     """
 
     splits: dict[str, list[dict]]
@@ -38,6 +47,8 @@ class TaskData:
     location: str
     sample: bool = False
     subset: str | None = None
+    label_names: tuple[str, ...] | None = None
+    declared_classes: int = 0
 
     def fingerprint(self) -> dict:
         """Rows per split and a sha256 over every row, in order (DESIGN §3, data fingerprint)."""
@@ -48,7 +59,7 @@ class TaskData:
         for name in sorted(self.splits):
             for row in self.splits[name]:
                 digest.update(json.dumps([name, row], sort_keys=True).encode())
-        return {
+        found = {
             "source": self.source,
             "location": self.location,
             "sample": self.sample,
@@ -56,6 +67,12 @@ class TaskData:
             "rows": {name: len(rows) for name, rows in sorted(self.splits.items())},
             "sha256": digest.hexdigest(),
         }
+        if self.label_names is not None:  # the rows' labels are indices into these
+            found.update(label_names=list(self.label_names), declared_classes=self.declared_classes)
+        return found
+
+
+RUN_OPTIONS = ("language", "text_file")  # task config fields that only some tasks read (``Task.options``)
 
 
 @dataclass(frozen=True)
@@ -97,14 +114,31 @@ class Task:
     # P-tuning's template (prompt-token places and anchor words among the row's fields; a
     # ``ptuning_templates.PTuningTemplate``) where the paper's code has one for the task
     ptuning_template: object | None = None
+    # How a pattern writes a row's choice as the answer at its [MASK] (the cloze format; P-tuning's
+    # COPA pattern: first letter lower-cased, final punctuation off); None: the choice as it is
+    choice_answer: Callable[[str], str] | None = None
+    # A label set the data decides (the CFPB complaints: the Issue values of the snapshot read):
+    # the class count the paper declares, which sizes the head and counts parameters before any
+    # data is read; ``label_names`` stays empty until a run reads the rows (``with_labels``).
+    declared_classes: int = 0
+    # Run options the task reads from the run's task config (``RUN_OPTIONS``: ``task.language``,
+    # ``task.text_file``), as (name, value) pairs holding the values it is bound to, and
+    # ``configure(**values) -> Task``, the task bound to other values (its rows depend on them)
+    options: tuple[tuple[str, object], ...] = ()
+    configure: Callable[..., Task] | None = None
 
     @property
     def num_labels(self) -> int:
-        return len(self.label_names) or 1
+        return len(self.label_names) or self.declared_classes or 1
 
     @property
     def is_regression(self) -> bool:
-        return not self.label_names
+        return not self.label_names and not self.declared_classes
+
+    def with_labels(self, names: Sequence[str]) -> Task:
+        """The task with the label set its data names (a ``declared_classes`` task), each label's
+        word its name in lower case (for rank classification)."""
+        return replace(self, label_names=tuple(names), verbalizers=tuple(name.lower() for name in names))
 
     @property
     def main_split(self) -> str:

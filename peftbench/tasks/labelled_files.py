@@ -7,6 +7,12 @@ splits, its hub copy (if any) and the prompt for language models. Every data set
 ``houlsby_suite.py`` (Houlsby et al. 2019, Table 2) and SICK and UKP Argument of
 ``adapterfusion_suite.py`` (Pfeiffer et al. 2021, Table 1) is one such table entry.
 
+**A label set the data decides.** A release whose label set changes with the copy read (the CFPB
+complaint database, republished daily, its ``Issue`` values those of the snapshot) gives no
+``label_names`` but the paper's class count (``classes``): the task's labels are then the sorted
+distinct labels of every row read (``TaskData.label_names``), and a run checks their count against
+the paper's before any model loads (``peftbench.plan``).
+
 **Records.** ``read_delimited`` reads comma- or tab-separated files with a header row (or, for
 header-less releases, the column names the spec gives), decoded as UTF-8 (a byte-order mark
 dropped) or, where the bytes are not UTF-8, as Latin-1: the Crowdflower "Data for Everyone"
@@ -25,6 +31,7 @@ hub's split order and split by the same rule.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import random
 from dataclasses import dataclass, field
@@ -95,7 +102,7 @@ class FileSpec:
     label_names: tuple[str, ...]  # the labels as the release spells them, in the task's order
     split: Callable[[FileSpec, list[dict], list[dict]], dict[str, list[dict]]]
     question: str  # the prompt's question for language models
-    verbalizers: tuple[str, ...]  # each label as words, for rank classification
+    verbalizers: tuple[str, ...]  # each label as words, for rank classification (empty: the names')
     text_pair: str | None = None  # the column of a second text
     release: tuple[str, ...] = ("",)  # sub-folders of the task folder where the files may sit
     delimiter: str = ","
@@ -108,6 +115,10 @@ class FileSpec:
     hub_revision: str | None = None
     hub_columns: dict[str, str] = field(default_factory=dict)  # our column name → the hub's
     embedded: str | None = None  # the shipped slice's folder under tasks/data/
+    # label_names empty: the label set is the data's (its labels sorted), and the paper had this
+    # many classes (``Task.declared_classes``)
+    classes: int = 0
+    needs_text: bool = False  # a record with an empty text is dropped (complaints without a narrative)
 
 
 def _unreadable(spec: FileSpec, record: dict, problem: str) -> UserError:
@@ -148,24 +159,34 @@ def read_delimited(spec: FileSpec, folder: Path) -> list[dict]:
 
 
 def _rows(spec: FileSpec, records: list[dict]) -> tuple[list[dict], list[dict]]:
-    """The records that carry a label of the task, and their rows."""
+    """The records that carry a label of the task (and a text, where the spec needs one), and
+    their rows; a row's label is its index, or its name where the data decides the label set."""
     kept, rows = [], []
     for record in records:
         for column in (spec.text, spec.label, spec.text_pair):
             if column and column not in record:
                 raise _unreadable(spec, record, f"no column {column!r}")
         name = spec.label_of(record[spec.label])
-        if name is None:
+        if name is None or (spec.needs_text and not (record[spec.text] or "").strip()):
             continue
-        if name not in spec.label_names:
+        if spec.label_names and name not in spec.label_names:
             raise _unreadable(spec, record, f"label {record[spec.label]!r} is not one of {', '.join(spec.label_names)}")
         kept.append(record)
         rows.append({
             "text": record[spec.text],
             "text_pair": record[spec.text_pair] if spec.text_pair else None,
-            "label": spec.label_names.index(name),
+            "label": spec.label_names.index(name) if spec.label_names else name,
         })  # fmt: skip
     return kept, rows
+
+
+def labelled_by_data(data: TaskData, classes: int) -> TaskData:
+    """``data`` whose rows carry label names, their labels made indices into the sorted distinct
+    names of every row read (every split: the label set is the snapshot's, not a split's)."""
+    names = tuple(sorted({row["label"] for rows in data.splits.values() for row in rows}))
+    index = {name: number for number, name in enumerate(names)}
+    splits = {split: [{**row, "label": index[row["label"]]} for row in rows] for split, rows in data.splits.items()}
+    return dataclasses.replace(data, splits=splits, label_names=names, declared_classes=classes)
 
 
 def read_folder(spec: FileSpec, folder: Path, wanted_splits=None) -> dict[str, list[dict]]:
@@ -213,7 +234,8 @@ def _load(source: DataSource, spec: FileSpec, kind: str, directory=None, splits=
         raise UserError(
             f"{spec.what} has no copy on the Hugging Face hub; {FIX} to the folder holding {', '.join(spec.files)}"
         )
-    return source.load(kind, directory, splits)
+    data = source.load(kind, directory, splits)
+    return data if spec.label_names else labelled_by_data(data, spec.classes)
 
 
 def prompt(spec: FileSpec, row: dict) -> str:
@@ -239,4 +261,5 @@ def make_task(name: str, benchmark: str, folder: str | None, spec: FileSpec) -> 
         verbalizers=spec.verbalizers,
         prompt=partial(prompt, spec),
         test_splits=("test",),
+        declared_classes=spec.classes,
     )

@@ -10,9 +10,11 @@ The templates here are the official code's for FewGLUE (THUDM/P-tuning@f4225d4,
 word embeddings (``pet/wrapper.py``, ``generate_default_inputs``), and whose verbaliser maps each
 label to its word. ReCoRD has no pattern there, so P-tuning prepends its prompt on it.
 
-Each template is read up to the pattern's [MASK]: under rank classification the label word (or
-the choice) is scored right after it (the pattern's trailing "." is not written). A part is
-``(kind, value)``:
+Under rank classification (decoders, encoder-decoders) a template is read up to the pattern's
+[MASK], and the label word (or the choice) is scored right after it (the pattern's trailing "." is
+not written). Under cloze (encoders, read as a masked LM as the official code reads ALBERT and the
+paper BERT) the pattern is written whole: its [MASK] where the answer goes, then its words after it
+(``tail``: the "." of RTE, BoolQ, MultiRC, WSC and COPA). A part is ``(kind, value)``:
 
 - ``("text", field)``: a field of the row that may be shortened to fit ``task.max_length`` (PET's
   ``shortenable``), from its end;
@@ -30,9 +32,11 @@ Where the rows differ from the official examples, the template follows the rows:
 - WSC: the official pattern (2) asks the masked LM for the referent's words ("the pronoun '*p*'
   refers to [MASK]."), with the pronoun starred in the sentence by its index. SuperGLUE's WSC rows
   here are yes/no questions about a given referent without the index: the template keeps the
-  pattern's two places and anchors and asks "… refers to <referent>?" with the task's No/Yes;
+  pattern's two places and anchors and asks "… refers to <referent>?" with the task's No/Yes
+  (under cloze at one [MASK], then the pattern's ".");
 - COPA: the pattern's [MASK] stands for the choice, lower-cased first and without its final
-  punctuation (``CopaPVP``); the candidates scored after it are the row's choices as they are.
+  punctuation (``CopaPVP``; ``answer``): so the cloze format fills it; under rank classification
+  the candidates scored after it are the row's choices as they are.
 """
 
 from __future__ import annotations
@@ -48,12 +52,15 @@ SOURCE = "THUDM/P-tuning@f4225d4 PT-Fewshot/data_utils/task_pvps.py"
 
 @dataclass(frozen=True)
 class PTuningTemplate:
-    """One task's pattern: its parts, the fields they read, and its verbaliser (None: the task's)."""
+    """One task's pattern: its parts up to its [MASK], the fields they read, its verbaliser (None:
+    the task's), its words after the [MASK] and how it writes a choice at the [MASK]."""
 
     pvp: str  # the official class and pattern id it follows
     parts: tuple[tuple[str, str], ...]
     fields: Callable[[dict], dict[str, str]]
     verbalizers: tuple[str, ...] | None = None  # one word per label, in the task's label order
+    tail: str = ""  # the pattern after its [MASK] (cloze writes it)
+    answer: Callable[[str], str] | None = None  # a choice as the pattern's [MASK] stands for it (COPA)
 
     @property
     def slots(self) -> int:
@@ -92,11 +99,16 @@ def _multirc(row: dict) -> dict[str, str]:
     return {"passage": row["text"], "question": question, "answer": answer}
 
 
+def _copa_choice(choice: str) -> str:
+    """CopaPVP's choice: first letter lower-cased, final punctuation off."""
+    return _without_final_punctuation(_lowercase_first(choice))
+
+
 def _copa(row: dict) -> dict[str, str]:
     for kind, question in COPA_QUESTIONS.items():
         if row["text"].endswith(" " + question):
             premise = row["text"][: -len(question) - 1]
-            choice1, choice2 = (_without_final_punctuation(_lowercase_first(c)) for c in row["choices"])
+            choice1, choice2 = (_copa_choice(c) for c in row["choices"])
             return {"premise": _without_final_punctuation(premise), "connective": COPA_CONNECTIVES[kind],
                     "choice1": choice1, "choice2": choice2}  # fmt: skip
     raise ValueError(f"not a COPA row: {row['text']!r}")
@@ -111,7 +123,7 @@ TEMPLATES: dict[str, PTuningTemplate] = {
         "RtePVP 1",
         (("text", "premise"), ("anchor", "Question:"), ("text", "hypothesis"), ("anchor", "?"), PROMPT,
          ("anchor", "Answer:")),
-        _rte, verbalizers=("Yes", "No"),
+        _rte, verbalizers=("Yes", "No"), tail=".",
     ),  # fmt: skip
     # CbPVP pattern 1: [a, "[SEP]", b, "?", P, " answer: ", MASK]; contradiction -> No,
     # entailment -> Yes, neutral -> Maybe (labels here: entailment, contradiction, neutral).
@@ -125,7 +137,7 @@ TEMPLATES: dict[str, PTuningTemplate] = {
     "boolq": PTuningTemplate(
         "BoolQPVP 1",
         (("text", "b"), ("anchor", "."), PROMPT, ("anchor", "Question:"), ("text", "a"), ("anchor", "? Answer:")),
-        _pair,
+        _pair, tail=".",
     ),  # fmt: skip
     # MultiRcPVP pattern 1: [passage, ". Question: ", question, "? Is it ", answer, "?", P, MASK, "."];
     # 0 -> No, 1 -> Yes (the task's own words).
@@ -133,7 +145,7 @@ TEMPLATES: dict[str, PTuningTemplate] = {
         "MultiRcPVP 1",
         (("text", "passage"), ("anchor", ". Question:"), ("field", "question"), ("anchor", "? Is it"),
          ("field", "answer"), ("anchor", "?"), PROMPT),
-        _multirc,
+        _multirc, tail=".",
     ),  # fmt: skip
     # WicPVP pattern 1: [a, "[SEP]", b, P, "*" + word + " *" + "?", MASK]; F -> No, T -> Yes.
     "wic": PTuningTemplate(
@@ -147,13 +159,13 @@ TEMPLATES: dict[str, PTuningTemplate] = {
         "WscPVP 2",
         (PROMPT, ("text", "sentence"), PROMPT, ("anchor", "pronoun '*"), ("field", "pronoun"),
          ("anchor", "*' refers to"), ("field", "referent"), ("anchor", "?")),
-        _wsc,
+        _wsc, tail=".",
     ),  # fmt: skip
     # CopaPVP pattern 1: [choice1, "or", choice2, "?", premise, "because" | "so", P, MASK, "."].
     "copa": PTuningTemplate(
         "CopaPVP 1",
         (("field", "choice1"), ("anchor", "or"), ("field", "choice2"), ("anchor", "?"), ("text", "premise"),
          ("field", "connective"), PROMPT),
-        _copa,
+        _copa, tail=".", answer=_copa_choice,
     ),  # fmt: skip
 }

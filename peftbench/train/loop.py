@@ -3,9 +3,11 @@
 AdamW (fused; decoupled weight decay on matrices only, not on biases and norms), linear warm-up then
 linear decay, gradient accumulation, gradient clipping, mixed precision where the device has it
 (bf16 autocast on GPUs that support it; fp32 on CPU), evaluation at each epoch end (and every N
-steps if asked), the best evaluation kept by the task's main metric as the papers do, a progress
-bar, and cost figures. The loss is read back from the device only every ``log_every`` steps, so
-the step loop makes no host-device synchronisation.
+steps if asked), the best evaluation kept by the task's main metric as the papers do, progress
+(a bar on a terminal, a line per ``log_every`` steps in a log: ``train/progress.py``), an
+experiment tracker if asked (``train/tracking.py``), and cost figures (``train/cost.py``). The
+loss is read back from the device only every ``log_every`` steps, so the step loop makes no
+host-device synchronisation.
 
 With ``checkpoints``, the whole training state is saved every ``checkpoint_every_steps`` steps and
 after every evaluation (``peftbench.train.checkpoint``), and a call that finds one continues from
@@ -32,7 +34,9 @@ import torch
 
 from peftbench.errors import UserError
 from peftbench.train.checkpoint import Checkpoints
-from peftbench.train.cost import device_name, peak_memory_mb
+from peftbench.train.cost import MemorySamples, device_name
+from peftbench.train.progress import ProgressReport
+from peftbench.train.tracking import Tracker, Tracking, accelerator_options, scalars
 
 Metrics = dict[str, dict[str, float]]  # split -> metric -> value
 
@@ -81,16 +85,25 @@ def fit(
     loss: Callable[[torch.nn.Module, dict], torch.Tensor] = lambda model, batch: model(**batch).loss,
     on_evaluation: Callable[[dict], None] = lambda entry: None,
     checkpoints: Checkpoints | None = None,
+    on_step: Callable[[int], None] | None = None,
+    tracking: Tracking | None = None,
+    on_resume: Callable[[int], None] | None = None,
+    learning_rates: dict[str, float] | None = None,
 ) -> FitResult:
     """Train ``model``'s trainable parameters; return the best and last evaluations and the cost.
 
     ``select`` is (split, metric) of the task's main metric (higher is better); ``loss(model,
     batch)`` is the format's training loss. ``train_loader``'s batch sampler must be an
     ``EpochBatches`` when ``checkpoints`` is given (its position is part of the state).
+    ``on_step(step)`` is called after each optimiser step, before the gradients are cleared (a
+    lottery ticket keeps the weights of step k; AdaLoRA reallocates its ranks from the gradients);
+    a resumed run calls it from the step after its checkpoint, and ``on_resume(step)`` once
+    with its checkpoint's step before the first batch. ``tracking`` names the tracker that gets
+    the config, losses, evaluations and cost (None: no tracker). ``learning_rates``: trainable
+    parameters (by name) that train at a rate of their own, each schedule scaled alike.
     """
     from accelerate import Accelerator
     from accelerate.state import AcceleratorState
-    from tqdm.auto import tqdm
     from transformers import get_linear_schedule_with_warmup
 
     device = resolve_device(cfg.device)
@@ -99,6 +112,7 @@ def fit(
         mixed_precision=resolve_precision(cfg.precision, device),
         gradient_accumulation_steps=cfg.grad_accum,
         cpu=device.type == "cpu",
+        **accelerator_options(tracking),
     )
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(accelerator.device)
@@ -107,16 +121,21 @@ def fit(
     if cfg.gradient_checkpointing:
         model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
     params = [p for p in model.parameters() if p.requires_grad]
+    own_rates = {id(p): learning_rates[n] for n, p in model.named_parameters() if learning_rates and n in learning_rates}
+    at_run_rate = [p for p in params if id(p) not in own_rates]
     optimizer = torch.optim.AdamW(
         [
-            {"params": [p for p in params if p.ndim >= 2], "weight_decay": cfg.weight_decay},
-            {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
+            {"params": [p for p in at_run_rate if p.ndim >= 2], "weight_decay": cfg.weight_decay},
+            {"params": [p for p in at_run_rate if p.ndim < 2], "weight_decay": 0.0},
+            *({"params": [p for p in params if own_rates.get(id(p)) == lr and (p.ndim >= 2) == matrices], "lr": lr,
+               "weight_decay": cfg.weight_decay if matrices else 0.0}
+              for lr in sorted(set(own_rates.values())) for matrices in (True, False)),
         ],
         lr=cfg.lr,
         fused=True,  # one kernel for the whole update, on CPU as on GPU (Trainer's default since torch 2.8)
     )
     steps_per_epoch = math.ceil(len(train_loader) / cfg.grad_accum)
-    total_steps = cfg.max_steps or steps_per_epoch * cfg.epochs
+    total_steps = optimizer_steps(len(train_loader), cfg)
     scheduler = get_linear_schedule_with_warmup(optimizer, round(cfg.warmup_ratio * total_steps), total_steps)
     sampler = train_loader.batch_sampler
     model, optimizer, train_loader = accelerator.prepare(model, optimizer, train_loader)
@@ -124,16 +143,22 @@ def fit(
     forward = torch.compile(model) if cfg.compile else model  # shares the parameters; evaluation stays eager
 
     state = _Progress(select)
-    counters = {"step": 0, "epoch": 0, "consumed": 0, "train_s": 0.0, "elapsed_s": 0.0, "samples": 0, "tokens": 0}
+    counters = {"step": 0, "epoch": 0, "consumed": 0, "train_s": 0.0, "elapsed_s": 0.0, "samples": 0, "tokens": 0,
+                "memory_mb_total": 0.0, "memory_samples": 0}  # fmt: skip
     resumed = checkpoints.latest(_warn) if checkpoints else None
     if resumed:
         counters = _restore(resumed, trainable, optimizer, scheduler, sampler, state)
         print(f"resumed from {checkpoints.path(counters['step'])}", file=sys.stderr)
+        if on_resume is not None:
+            on_resume(counters["step"])
     started = time.perf_counter() - counters["elapsed_s"]
     train_seconds, samples, step, epoch = counters["train_s"], counters["samples"], counters["step"], counters["epoch"]
     running_loss = torch.zeros((), device=accelerator.device)
     tokens = torch.tensor(counters["tokens"], dtype=torch.long, device=accelerator.device)
-    bar = tqdm(total=total_steps, initial=step, disable=not cfg.progress, desc="train", unit="step", dynamic_ncols=True)
+    memory = MemorySamples(accelerator.device, counters.get("memory_mb_total", 0.0), counters.get("memory_samples", 0))
+    logged = (samples, train_seconds)  # samples and training seconds at the last log point
+    tracker = Tracker(accelerator, tracking)
+    progress = ProgressReport(total_steps, step, cfg.progress)
 
     def check_finite() -> None:
         """Raise before a diverged state is logged as fine or saved (one sync, at logs and saves)."""
@@ -152,7 +177,8 @@ def fit(
             epoch=epoch, consumed=consumed, scheduler=scheduler.state_dict(), best_step=state.best_step,
             progress={"best": state.best, "last": state.last, "best_epoch": state.best_epoch, "history": state.history},
             counters={"train_s": train_seconds + time.perf_counter() - tick, "elapsed_s": time.perf_counter() - started,
-                      "samples": samples, "tokens": int(tokens)},
+                      "samples": samples, "tokens": int(tokens), "memory_mb_total": memory.total,
+                      "memory_samples": memory.count},
         )  # fmt: skip
         checkpoints.save(step, tensors, document)
 
@@ -164,55 +190,74 @@ def fit(
         entry = {"epoch": round(epoch, 4), "step": step, "metrics": metrics, "elapsed_s": time.perf_counter() - started}
         state.update(entry, trainable)
         on_evaluation(entry)
-        bar.set_postfix_str(f"{select[1]}={metrics[select[0]][select[1]]:.4f}")
+        progress.evaluated(step, entry["epoch"], select[1], metrics[select[0]][select[1]])
+        tracker.log(scalars("eval", metrics), step)
 
-    model.train()
-    every = cfg.checkpoint_every_steps
-    while step < total_steps:
-        last_evaluated = None
-        tick = time.perf_counter()
-        consumed = counters["consumed"] if step == counters["step"] else 0  # batches of this epoch done
-        if resumed and step == counters["step"]:
-            _set_rng_states(resumed[0], counters["python_rng"], counters["numpy_rng"])
-        for batch in train_loader:
-            consumed += 1
-            with accelerator.accumulate(model):
-                value = loss(forward, batch)
-                accelerator.backward(value)
-                if accelerator.sync_gradients:
-                    if cfg.max_grad_norm:
-                        accelerator.clip_grad_norm_(params, cfg.max_grad_norm)
-                    optimizer.step()
-                    scheduler.step()
-                    optimizer.zero_grad(set_to_none=True)
-            running_loss += value.detach()
-            samples += batch["input_ids"].shape[0]
-            tokens += batch["attention_mask"].sum()
-            if not accelerator.sync_gradients:
-                continue
-            step += 1
-            bar.update(1)
-            if step % cfg.log_every == 0:
-                check_finite()
-                bar.set_postfix_str(f"loss={running_loss.item() / (cfg.log_every * cfg.grad_accum):.4f}")
-                running_loss.zero_()
-            evaluates = bool(cfg.eval_every_steps) and step % cfg.eval_every_steps == 0
-            if evaluates:
-                train_seconds += time.perf_counter() - tick
-                run_evaluation(step / steps_per_epoch)
-                tick = time.perf_counter()
-                last_evaluated = step
-            if step >= total_steps:
-                break
-            if (evaluates or (every and step % every == 0)) and consumed < len(train_loader):
-                save_checkpoint(consumed)  # the epoch's last batch is saved after its evaluation
-        train_seconds += time.perf_counter() - tick
-        epoch += 1
-        if last_evaluated != step:
-            run_evaluation(min(epoch, step / steps_per_epoch))
-        tick = time.perf_counter()
-        save_checkpoint(0)
-    bar.close()
+    def log_training() -> None:
+        """The loss averaged since the last log point, the learning rate and the throughput."""
+        nonlocal logged
+        trained = train_seconds + time.perf_counter() - tick
+        rate = (samples - logged[0]) / (trained - logged[1]) if trained > logged[1] else None
+        logged = (samples, trained)
+        value, lr = running_loss.item() / (cfg.log_every * cfg.grad_accum), scheduler.get_last_lr()[0]
+        progress.logged(step, value, lr, rate)
+        tracker.log({"train/loss": value, "train/lr": lr, **({"train/samples_per_s": rate} if rate else {})}, step)
+
+    try:
+        model.train()
+        every = cfg.checkpoint_every_steps
+        while step < total_steps:
+            last_evaluated = None
+            tick = time.perf_counter()
+            consumed = counters["consumed"] if step == counters["step"] else 0  # batches of this epoch done
+            if resumed and step == counters["step"]:
+                _set_rng_states(resumed[0], counters["python_rng"], counters["numpy_rng"])
+            for batch in train_loader:
+                consumed += 1
+                with accelerator.accumulate(model):
+                    value = loss(forward, batch)
+                    accelerator.backward(value)
+                    if accelerator.sync_gradients:
+                        if cfg.max_grad_norm:
+                            accelerator.clip_grad_norm_(params, cfg.max_grad_norm)
+                        optimizer.step()
+                        scheduler.step()
+                        if on_step is not None:  # before zero_grad: AdaLoRA's allocation reads the gradients
+                            on_step(step + 1)
+                        optimizer.zero_grad(set_to_none=True)
+                running_loss += value.detach()
+                samples += batch["input_ids"].shape[0]
+                tokens += batch["attention_mask"].sum()
+                if not accelerator.sync_gradients:
+                    continue
+                step += 1
+                memory.sample()
+                progress.step()
+                if step % cfg.log_every == 0:
+                    check_finite()
+                    log_training()
+                    running_loss.zero_()
+                evaluates = bool(cfg.eval_every_steps) and step % cfg.eval_every_steps == 0
+                if evaluates:
+                    train_seconds += time.perf_counter() - tick
+                    run_evaluation(step / steps_per_epoch)
+                    tick = time.perf_counter()
+                    last_evaluated = step
+                if step >= total_steps:
+                    break
+                if (evaluates or (every and step % every == 0)) and consumed < len(train_loader):
+                    save_checkpoint(consumed)  # the epoch's last batch is saved after its evaluation
+            train_seconds += time.perf_counter() - tick
+            epoch += 1
+            if last_evaluated != step:
+                run_evaluation(min(epoch, step / steps_per_epoch))
+            tick = time.perf_counter()
+            save_checkpoint(0)
+    except BaseException:
+        tracker.end()  # a failed run's tracker is closed too; what it logged is kept
+        raise
+    finally:
+        progress.close()
     tokens = int(tokens)
     cost = {
         "wall_s": round(time.perf_counter() - started, 3),
@@ -222,11 +267,20 @@ def fit(
         "resumed_from_step": counters["step"] if resumed else None,
         "samples_per_s": round(samples / train_seconds, 2) if train_seconds else None,
         "tokens_per_s": round(tokens / train_seconds, 1) if train_seconds else None,
-        "peak_memory_mb": round(peak_memory_mb(accelerator.device), 1),
+        "peak_memory_mb": memory.peak(),
+        "avg_memory_mb": memory.mean(),
         "device": device_name(accelerator.device),
         "precision": accelerator.mixed_precision,
     }
+    tracker.log(scalars("cost", cost), step)
+    tracker.end()
     return FitResult(state.best, state.last, state.best_epoch, state.best_step, state.best_state, state.history, cost)
+
+
+def optimizer_steps(batches_per_epoch: int, cfg) -> int:
+    """The optimiser steps a run takes: ``max_steps``, else ``epochs`` × the epoch's steps (one per
+    ``grad_accum`` batches)."""
+    return cfg.max_steps or math.ceil(batches_per_epoch / cfg.grad_accum) * cfg.epochs
 
 
 def evaluate_once(
@@ -243,14 +297,33 @@ def evaluate_once(
     autocast = torch.autocast(device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
     with torch.inference_mode(), autocast if precision != "no" else contextlib.nullcontext():
         metrics = evaluate(model)
+    memory = MemorySamples(device)
+    memory.sample()  # one sample, after the evaluation: there are no steps
     entry = {"epoch": 0.0, "step": 0, "metrics": metrics, "elapsed_s": time.perf_counter() - started}
     on_evaluation(entry)
     cost = {
         "wall_s": round(entry["elapsed_s"], 3), "train_s": 0.0, "steps": 0, "samples": 0, "resumed_from_step": None,
-        "samples_per_s": None, "tokens_per_s": None, "peak_memory_mb": round(peak_memory_mb(device), 1),
+        "samples_per_s": None, "tokens_per_s": None, "peak_memory_mb": memory.peak(), "avg_memory_mb": memory.mean(),
         "device": device_name(device), "precision": precision,
     }  # fmt: skip
     return FitResult(metrics, metrics, 0.0, 0, {}, [entry], cost)
+
+
+def gradient_pass(model, loader, loss: Callable[[torch.nn.Module, dict], torch.Tensor], cfg, on_batch: Callable[[dict], None]) -> None:
+    """One pass over ``loader`` with no optimiser, the model in evaluation mode (no dropout) on the
+    run's device and precision: each batch's ``loss`` is back-propagated, then ``on_batch(batch)``
+    reads (and clears) the gradients it wants. Nothing is updated. Michel et al.'s head
+    importance (methods/head_pruning.py) is estimated so, on the training data."""
+    device = resolve_device(cfg.device)
+    precision = resolve_precision(cfg.precision, device)
+    model.to(device).eval()
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
+    for batch in loader:
+        batch = {key: value.to(device) if isinstance(value, torch.Tensor) else value for key, value in batch.items()}
+        with autocast if precision != "no" else contextlib.nullcontext():
+            value = loss(model, batch)
+        value.backward()
+        on_batch(batch)
 
 
 def _frozen_linear_weights_to_bf16(model) -> None:

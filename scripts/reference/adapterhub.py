@@ -83,6 +83,8 @@ CASES = {
     "prefix_tuning-t5": ("t5", {"a": "prefix_tuning"}, "a", ("no_relative_bias",)),
     "fuse_seq_bn-bert": ("bert", {"a": "seq_bn", "b": "seq_bn"}, "Fuse(a,b)", ()),
     "fuse_double_seq_bn-bert": ("bert", {"a": "double_seq_bn", "b": "double_seq_bn"}, "Fuse(a,b)", ()),
+    "seq_bn_inv-gpt2": ("gpt2", {"a": "seq_bn_inv"}, "a", ()),
+    "seq_bn_inv-t5": ("t5", {"a": "seq_bn_inv"}, "a", ()),
     "stack_seq_bn_inv-bert": ("bert", {"lang": "seq_bn_inv", "task": "seq_bn"}, "Stack(lang,task)", ()),
 }
 
