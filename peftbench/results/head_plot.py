@@ -17,7 +17,7 @@ from pathlib import Path
 
 from peftbench.errors import UserError
 from peftbench.results.heat_map import HeatMap
-from peftbench.results.record import read_record
+from peftbench.results.record import read_record, run_folder
 
 REPORT_FILE = "head_importance.json"
 
@@ -25,9 +25,7 @@ REPORT_FILE = "head_importance.json"
 def head_maps(run: str, results: Path) -> tuple[list[HeatMap], str, str]:
     """The maps of the complete head-pruning run ``run`` (its folder, or its run id in ``results``),
     the figure's title and what the colour measures."""
-    folder = Path(run) if Path(run, "record.json").is_file() else results / run
-    if not (folder / "record.json").is_file():
-        raise UserError(f"no run '{run}' (neither a run folder nor a run id in {results}); list them with peftbench list runs")
+    folder = run_folder(run, results)
     record = read_record(folder)
     if record.get("status") != "complete" or record["method"] != "head_pruning" or not (folder / REPORT_FILE).is_file():
         raise UserError(f"run {record['run_id']} is not a complete head_pruning run with its {REPORT_FILE}; pass one")
