@@ -143,8 +143,10 @@ LATER_OPTIONS = {
     "task": {"tasks": [], "temperature": 1.0, "labels_from_data": False, "language": None, "text_file": None},
     "data": {"train_samples": None},
     # LoRA's A, initialised so before the option existed; bottleneck adapters without MAD-X's invertible adapter;
-    # LT-SFT without its L1 penalty
-    "method": {"init": "kaiming", "invertible": "none", "full_l1": 0.0, "sparse_l1": 0.0},
+    # LT-SFT without its L1 penalty; AdapterFusion over single-task adapters; MoE modules without fixed routing,
+    # noisy gating or a capacity limit; mask tuning's uniform start
+    "method": {"init": "kaiming", "invertible": "none", "full_l1": 0.0, "sparse_l1": 0.0, "adapter_training": "single",
+               "hybrid": False, "noisy_gating": False, "capacity_factor": None, "controlled_init": None},
 }
 
 

@@ -43,6 +43,7 @@ def counts_from_config(cfg) -> dict:
     from peftbench.formats import FORMATS
     from peftbench.methods.base import attach
     from peftbench.models.anatomy import head_parameter_names
+    from peftbench.models.heads import add_task_heads
     from peftbench.models.load import architecture_config, skeleton_for_classification
     from peftbench.plan import checked_anatomy, method_from_config, run_format, run_tasks
 
@@ -55,9 +56,12 @@ def counts_from_config(cfg) -> dict:
     arch_config = architecture_config(model_cfg)
     method.check_model(anatomy, arch_config)
     task = tasks[0]
-    fmt = run_format(task, model_cfg.family, cfg.task.format, method)
+    formats = [run_format(each, model_cfg.family, cfg.task.format, method) for each in tasks]
+    fmt = formats[0]
     model = skeleton_for_classification(model_cfg, 1 if fmt == "multiple_choice" else task.num_labels,
                                         per_token=fmt == "token_classification")
+    if len(tasks) > 1 and FORMATS[fmt].trains_head:  # a head per task, as the run adds them (pipeline.add_heads)
+        add_task_heads(model, {each.name: FORMATS[f].head_size(each) for each, f in zip(tasks, formats)})
     classifier = sum(param.numel() for name, param in model.named_parameters() if name in head_parameter_names(model))
     backbone = sum(param.numel() for param in model.parameters()) - classifier
     counts = parameter_counts(model, method, attach(method, model, anatomy, train_head=FORMATS[fmt].trains_head))

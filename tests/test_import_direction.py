@@ -25,9 +25,9 @@ ALLOWED = {
     "models": {"errors", "integrity", "config"},
     "methods": {"errors", "models"},
     "tasks": {"errors", "atomic"},
-    "formats": {"errors", "models"},
+    "formats": {"errors", "atomic", "models"},
     "train": {"errors", "atomic", "integrity"},
-    "results": {"errors", "atomic"},
+    "results": {"errors", "atomic", "config"},
 }
 HEAVY = {"torch", "transformers", "datasets", "peft", "accelerate", "safetensors"}
 LIGHT_LAYERS = {"errors", "atomic", "integrity", "config", "results"}  # importable without the ML stack

@@ -121,7 +121,11 @@ def test_every_task_scores_from_a_folder_holding_only_the_scored_splits_file(cap
         return
     rows = task.load("dir", str(score_root), (task.main_split,)).splits[task.main_split]
     predictions = [" ".join(row["label"].split()) if task.kind == "generation" else row["label"] for row in rows]
-    (tmp_path / "p.txt").write_text("".join(f"{prediction}\n" for prediction in predictions))
+    if task.kind == "token_classification":  # one sentence's tags a line (CoNLL-2003)
+        lines = [" ".join(task.label_names[tag] for tag in tags) for tags in predictions]
+    else:
+        lines = predictions
+    (tmp_path / "p.txt").write_text("".join(f"{line}\n" for line in lines))
     scores = _score(capsys, name, "--predictions", str(tmp_path / "p.txt"), "--data-dir", str(score_root))
     assert scores == {metric: round(value, 4) for metric, value in task.score(predictions, rows).items()}
 

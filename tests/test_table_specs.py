@@ -75,8 +75,6 @@ PAPER_ONLY_TASKS = {
 UNMATCHABLE = {
     ("lora_table2", "RoBERTa-base Adpt-D 0.3M"): {"adapter_drop"},
     ("lora_table2", "RoBERTa-base Adpt-D 0.9M"): {"adapter_drop"},
-    # fusion over multi-task adapters: no config expresses stage one trained on all tasks at once
-    ("adapterfusion_table1", "F. w/ MT-A"): {"adapter_training"},
     # the LoRA paper's PreEmbed and PreLayer put tokens before and after the input (infix): neither
     # prompt nor prefix here has infix tokens
     ("lora_table4_gpt3", "GPT-3 PreEmbed"): {"infix_length"},

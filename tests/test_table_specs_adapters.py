@@ -152,7 +152,8 @@ def test_adapterfusion_table1_columns_rows_and_matches():
     assert rows["ST-A"].match == {"bottleneck": None, "reduction_factor": 16}
     assert rows["MT-A"].match == {"module": "pfeiffer", "settings": {}}  # the pfeiffer preset: factor 16
     assert _method_defaults("pfeiffer")["reduction_factor"] == 16
-    assert rows["F. w/ ST-A"].match == {"adapter_method": "pfeiffer"}
+    assert rows["F. w/ ST-A"].match == {"adapter_method": "pfeiffer", "adapter_training": "single"}
+    assert rows["F. w/ MT-A"].match == {"adapter_method": "pfeiffer", "adapter_training": "multitask"}
 
 
 def _record(method, task, config, value, seed=1):
@@ -169,7 +170,7 @@ def _method_defaults(name):
     return yaml.safe_load((CONF / "method" / f"{name}.yaml").read_text(encoding="utf-8"))
 
 
-def test_default_pfeiffer_and_fusion_runs_fill_their_rows_and_fusion_over_mt_a_stays_empty():
+def test_default_pfeiffer_and_fusion_runs_fill_their_rows_and_fusion_over_mt_a_its_own():
     loaded = spec("adapterfusion_table1")
     fusion = {**_method_defaults("adapter_fusion"), "adapter_tasks": ["rte", "mrpc"]}
     records = [
@@ -182,9 +183,12 @@ def test_default_pfeiffer_and_fusion_runs_fill_their_rows_and_fusion_over_mt_a_s
     cells = {row.label: row.cells[rte] for row in table.rows}
     assert cells["F. w/ ST-A"].value == pytest.approx(80.0)
     assert cells["ST-A"].value == pytest.approx(70.0)
-    # adapter_training is no field of adapter_fusion.yaml: the row matches no run, on purpose
-    assert "adapter_training" not in _method_defaults("adapter_fusion")
+    assert _method_defaults("adapter_fusion")["adapter_training"] == "single"
     assert cells["F. w/ MT-A"].value is None and cells["F. w/ MT-A"].n == 0
+    # fusion over MT-A's modules (method.adapter_training=multitask) fills its row, not F. w/ ST-A
+    over_mt_a = _record("adapter_fusion", "rte", {**fusion, "adapter_training": "multitask"}, 0.75, seed=2)
+    cells = {row.label: row.cells[rte] for row in build_table(loaded, [over_mt_a]).rows}
+    assert cells["F. w/ MT-A"].value == pytest.approx(75.0) and cells["F. w/ ST-A"].value is None
     assert cells["ST-A Houlsby"].value is None  # houlsby.yaml's default size is not ST-A_16^Houlsby
 
 

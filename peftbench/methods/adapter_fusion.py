@@ -3,11 +3,19 @@
 Pfeiffer, Kamath, Rücklé, Cho & Gurevych, "AdapterFusion: Non-Destructive Task Composition for
 Transfer Learning", EACL 2021 (arXiv 2005.00247), §3. Two stages:
 
-1. knowledge extraction — one adapter per task, trained alone: any finished runs of a bottleneck
-   adapter method (those with ``fusion_stage``: ``houlsby``, ``pfeiffer``, ``parallel``, ``lin``), found by query
+1. knowledge extraction — one adapter per task, trained alone (ST-A, ``method.adapter_training=single``):
+   any finished runs of a bottleneck adapter method (those with ``fusion_stage``: ``houlsby``, ``pfeiffer``,
+   ``parallel``, ``lin``), found by query
    (``method.adapter_tasks=[rte,mrpc,sst2]``: the newest complete run of each task with this
    model, ``method.adapter_method`` and, where there is one, this seed) or named
-   (``method.adapter_runs=[<run id>, …]``);
+   (``method.adapter_runs=[<run id>, …]``); or trained on all tasks at once (MT-A, §2.2.2 and
+   Table 1's "Fusion w/ MT-A" column, ``method.adapter_training=multitask``): one finished
+   multi-task ``task_routing`` run whose modules are ``method.adapter_method`` adapters, one per
+   task, found by query (``method.adapter_tasks``: the newest complete such run of this model on
+   exactly these tasks, this seed where there is one) or named (``method.adapter_runs=[<run id>]``,
+   all its tasks fused). Its module of task n is the n-th fused adapter, and its layer norms
+   (shared by all tasks, where the module trains them) are the stage-1 norms. The paper's MT-A
+   also fine-tunes BERT's own weights; ``task_routing`` keeps them frozen, so that is what is fused;
 2. knowledge composition — with the backbone and every adapter frozen, fusion parameters
    Ψ = {Q_l, K_l, V_l} at each adapter site l are trained on the target task (§3.2):
 
@@ -47,6 +55,8 @@ from peftbench.methods.base import Method, MethodConfig, require
 from peftbench.models.anatomy import blocks
 
 ATTENTION_FILE = "fusion_attention.json"
+TRAININGS = ("single", "multitask")  # how stage 1 trained the fused adapters: ST-A or MT-A
+MT_A = "task_routing"  # the method whose multi-task runs are MT-A
 
 
 @dataclass
@@ -54,6 +64,7 @@ class AdapterFusionConfig(MethodConfig):
     adapter_method: str = "pfeiffer"
     adapter_tasks: list[str] = field(default_factory=list)
     adapter_runs: list[str] = field(default_factory=list)
+    adapter_training: str = "single"
     regularization: float = 0.01
     dropout: float = 0.1
 
@@ -68,9 +79,15 @@ class AdapterFusionConfig(MethodConfig):
             "name the adapters to fuse one way: method.adapter_tasks=[rte,mrpc,sst2] (their newest runs) "
             "or method.adapter_runs=[RUN_ID,…]",
         )
-        fused = self.adapter_tasks or self.adapter_runs
-        require(len(fused) >= 2 and len(set(fused)) == len(fused),
-                f"AdapterFusion needs two adapters or more, each named once; got {list(fused)}")  # fmt: skip
+        require(self.adapter_training in TRAININGS,
+                f"method.adapter_training must be one of {', '.join(TRAININGS)}, got '{self.adapter_training}'")  # fmt: skip
+        if self.adapter_training == "multitask" and self.adapter_runs:
+            require(len(self.adapter_runs) == 1, "method.adapter_training=multitask fuses the modules of one "
+                    f"multi-task {MT_A} run: name one run id, method.adapter_runs=[RUN_ID]; got {list(self.adapter_runs)}")  # fmt: skip
+        else:
+            fused = self.adapter_tasks or self.adapter_runs
+            require(len(fused) >= 2 and len(set(fused)) == len(fused),
+                    f"AdapterFusion needs two adapters or more, each named once; got {list(fused)}")  # fmt: skip
         require(self.regularization >= 0, f"method.regularization must be ≥ 0, got {self.regularization}; e.g. 0.01")
         require(0 <= self.dropout < 1, f"method.dropout must be in [0, 1), got {self.dropout}")
 
@@ -137,6 +154,8 @@ class AdapterFusion(Method):
         super().__init__(config)
         self.sources: list[dict] = []  # the fused runs' records, in order (set by ``prerequisites``)
         self.source_dirs: list[Path] = []
+        # per fused adapter: its task, its run and its module there (None: the run's one adapter)
+        self.fused: list[dict] = []
 
     def check_model(self, anatomy, arch_config) -> None:
         """The family here; the fused adapters' fit once ``prerequisites`` has found them."""
@@ -146,6 +165,8 @@ class AdapterFusion(Method):
     def prerequisites(self, runs, model: str, seed: int) -> list[Path]:
         """Find the stage-1 runs in ``runs`` (UserError when one is missing or they do not fit together)."""
         c = self.config
+        if c.adapter_training == "multitask":
+            return self._multitask_prerequisites(runs, model, seed)
         found = []
         for run in c.adapter_runs:
             record = runs.by_id(run)
@@ -175,11 +196,57 @@ class AdapterFusion(Method):
                             "fuse runs of one adapter configuration")  # fmt: skip
         self.sources = found
         self.source_dirs = [runs.folder(r) for r in found]
+        self.fused = [{"task": r["task"], "run_id": r["run_id"], "module": None} for r in found]
+        self._stage_one().check_model(*self._model)
+        return self.source_dirs
+
+    def _multitask_prerequisites(self, runs, model: str, seed: int) -> list[Path]:
+        """The one multi-task ``task_routing`` run (MT-A) whose modules are fused, in the order of
+        ``method.adapter_tasks`` (all its tasks, in its order, when named by run id)."""
+        c = self.config
+        wanted = f"multi-task {MT_A} run of {model} with method.module={c.adapter_method}"
+        wanted += f" on {'+'.join(c.adapter_tasks)}" if c.adapter_tasks else ""
+        if c.adapter_runs:
+            record = runs.by_id(c.adapter_runs[0])
+            if record is None:
+                raise UserError(f"method.adapter_runs: no complete run '{c.adapter_runs[0]}' in {runs.root}; "
+                                "list the run ids with peftbench list runs")  # fmt: skip
+        else:
+            def fits(r):
+                return (r["model"], r["method"]) == (model, MT_A) and sorted(_tasks(r)) == sorted(c.adapter_tasks) \
+                    and r["method_config"].get("module") == c.adapter_method  # fmt: skip
+
+            candidates = [r for r in runs.complete if fits(r)]
+            record = max([r for r in candidates if r["seed"] == seed] or candidates,
+                         key=lambda r: r.get("finished") or "", default=None)  # fmt: skip
+            if record is None:
+                raise UserError(f"method.adapter_tasks: no complete {wanted} in {runs.root}; train it first "
+                                f"(peftbench run model={model} method={MT_A} method.module={c.adapter_method} "
+                                f"task=multi task.tasks=[{','.join(c.adapter_tasks)}])")  # fmt: skip
+        module = (record.get("routing") or {}).get("module_config")
+        if (record["model"], record["method"]) != (model, MT_A) or record["method_config"].get("module") != c.adapter_method:
+            raise UserError(f"run {record['run_id']} is a {record['method']} run of {record['model']}; "
+                            f"method.adapter_training=multitask fuses a {wanted} (method.adapter_method=…)")  # fmt: skip
+        if module is None:
+            raise UserError(f"run {record['run_id']} does not record its modules' configuration (a {MT_A} run from "
+                            "before AdapterFusion could fuse them); run it again")  # fmt: skip
+        if module.get("invertible", "none") != "none":
+            raise UserError(f"run {record['run_id']} has an invertible adapter (MAD-X's language adapter); AdapterFusion "
+                            "fuses adapters without one")  # fmt: skip
+        tasks = _tasks(record)
+        self.sources, self.source_dirs = [record], [runs.folder(record)]
+        self.fused = [{"task": t, "run_id": record["run_id"], "module": tasks.index(t)} for t in c.adapter_tasks or tasks]
         self._stage_one().check_model(*self._model)
         return self.source_dirs
 
     def _stage_one(self):
-        node = dict(self.sources[0]["method_config"]) if self.sources else {"name": self.config.adapter_method}
+        """The stage-1 adapter method (MT-A: the routed module's own), built to place fresh adapters."""
+        if not self.sources:
+            node = {"name": self.config.adapter_method}
+        elif self.config.adapter_training == "multitask":
+            node = dict(self.sources[0]["routing"]["module_config"])
+        else:
+            node = dict(self.sources[0]["method_config"])
         node["lr"] = None
         return build_method(node)
 
@@ -191,8 +258,9 @@ class AdapterFusion(Method):
         states = [load_file(str(d / "method.safetensors")) for d in self.source_dirs]
         tasks = [r["task"] for r in self.sources]
         self._norm_names = list(getattr(stage_one, "_norm_names", []))
-        if self.tasks and self.tasks[0] in tasks:  # the target task's own layer norms
-            state = states[tasks.index(self.tasks[0])]
+        multitask = self.config.adapter_training == "multitask"
+        if states and (multitask or (self.tasks and self.tasks[0] in tasks)):  # MT-A's shared norms, or the target's own
+            state = states[0] if multitask else states[tasks.index(self.tasks[0])]
             model.load_state_dict({n: state[n] for n in self._norm_names if n in state}, strict=False)
         self.recorder = _Recorder()
         model.register_forward_pre_hook(self.recorder.capture_mask, with_kwargs=True)
@@ -204,11 +272,13 @@ class AdapterFusion(Method):
         for path in paths:
             adapter = model.get_submodule(path)
             copies = []
-            fused = len(self.config.adapter_tasks or self.config.adapter_runs)
-            for state in states or [None] * fused:  # counting from configs: fresh adapters
+            fused = self.fused or [None] * len(self.config.adapter_tasks or self.config.adapter_runs)
+            for n, entry in enumerate(fused):  # counting from configs: fresh adapters
                 twin = copy.deepcopy(adapter)
-                if state is not None:
-                    twin.load_state_dict({k[len(path) + 1:]: v for k, v in state.items() if k.startswith(path + ".")})
+                if entry is not None:
+                    state = states[0 if multitask else n]
+                    prefix = f"{path}." if entry["module"] is None else f"{path}.experts.{entry['module']}."
+                    twin.load_state_dict({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)})
                 copies.append(twin)
             fusion = Fusion(copies, d, self.config.dropout, self.recorder, len(self.sites), like)
             parent, _, child = path.rpartition(".")
@@ -256,7 +326,7 @@ class AdapterFusion(Method):
         attention = [(self.recorder.sums[i] / max(1, self.recorder.counts[i])).tolist() for i in range(len(self.sites))]
         return {
             ATTENTION_FILE: {
-                "adapters": [{"task": r["task"], "run_id": r["run_id"]} for r in self.sources],
+                "adapters": [{"task": f["task"], "run_id": f["run_id"]} for f in self.fused],
                 "sites": self.sites,
                 "attention": attention,
                 "tokens": [self.recorder.counts.get(i, 0) for i in range(len(self.sites))],
@@ -265,4 +335,10 @@ class AdapterFusion(Method):
 
     def record_entry(self) -> dict:
         """What the run's record says about the fused adapters."""
-        return {"fused": [{"task": r["task"], "run_id": r["run_id"]} for r in self.sources]}
+        return {"fused": [{"task": f["task"], "run_id": f["run_id"], **({} if f["module"] is None else {"module": f["module"]})}
+                          for f in self.fused]}  # fmt: skip
+
+
+def _tasks(record: dict) -> list[str]:
+    """The tasks a run trained, in its order (a multi-task run's ``parts``)."""
+    return [part["task"] for part in record.get("parts") or [record]]

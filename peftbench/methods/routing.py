@@ -258,6 +258,7 @@ class RoutingMethod(Method):
         usage = self.usage(model, evaluate)
         self._summary = {
             "module": self.config.module,
+            "module_config": dict(self.config.module_config),  # what AdapterFusion rebuilds the modules from (MT-A)
             "modules": self.expert_names(),
             "sites": list(self.sites),
             "usage": usage,

@@ -270,11 +270,15 @@ def _marks(rows: list[TableRow]) -> dict[str, str]:
 
 
 def matches(method_config: dict, match: dict) -> bool:
-    """``method_config`` has every field of ``match`` with an equal value; lists in any order."""
+    """``method_config`` has every field of ``match`` with an equal value; lists in any order. A
+    record written before a later option existed has that option's default
+    (``peftbench.config.LATER_OPTIONS``: what its run did)."""
+    from peftbench.config import LATER_OPTIONS
+
     for field, wanted in match.items():
-        if field not in method_config:
+        if field not in method_config and field not in LATER_OPTIONS["method"]:
             return False
-        have = method_config[field]
+        have = method_config.get(field, LATER_OPTIONS["method"].get(field))
         if isinstance(wanted, list) and isinstance(have, list):
             same_items = all(have.count(item) == wanted.count(item) for item in wanted)
             if len(have) != len(wanted) or not same_items:

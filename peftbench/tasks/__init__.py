@@ -1,7 +1,7 @@
 """The task registry: every benchmark module (``glue``, ``superglue``, ``e2e``, ``raft``,
 ``classification``, ``samsum``, ``wikisql``, ``mrqa``, ``transfer``, ``commonsense``,
 ``adapterfusion_suite``, ``houlsby_suite``, ``webnlg``, ``dart``, ``xnli``, ``wikiann``, ``mlm``,
-``metamath``)
+``metamath``, ``conll2003``)
 exposes ``TASKS``, a dict of task name → ``Task``, and joins the registry by being listed in
 ``_BENCHMARKS``. Task names are unique across benchmarks.
 """
@@ -12,14 +12,14 @@ from types import ModuleType
 
 from peftbench.errors import UserError
 from peftbench.tasks import (
-    adapterfusion_suite, classification, commonsense, dart, e2e, glue, houlsby_suite, metamath, mlm, mrqa, raft, samsum,
-    superglue, transfer, webnlg, wikiann, wikisql, xnli,
+    adapterfusion_suite, classification, commonsense, conll2003, dart, e2e, glue, houlsby_suite, metamath, mlm, mrqa, raft,
+    samsum, superglue, transfer, webnlg, wikiann, wikisql, xnli,
 )
 from peftbench.tasks.base import RUN_OPTIONS, Task, TaskData
 
 _BENCHMARKS: tuple[ModuleType, ...] = (
     glue, superglue, e2e, raft, classification, samsum, wikisql, mrqa, transfer, commonsense, adapterfusion_suite,
-    houlsby_suite, webnlg, dart, xnli, wikiann, mlm, metamath,
+    houlsby_suite, webnlg, dart, xnli, wikiann, mlm, metamath, conll2003,
 )
 
 

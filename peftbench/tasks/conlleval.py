@@ -21,7 +21,7 @@ Tests check these numbers against seqeval's ``precision_score``, ``recall_score`
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 
 def chunks(tags: Sequence[str]) -> set[tuple[str, int, int]]:
@@ -53,3 +53,23 @@ def entity_scores(gold: Sequence[Sequence[str]], predicted: Sequence[Sequence[st
     recall = correct / expected if expected else 0.0
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
     return {"f1": f1, "precision": precision, "recall": recall}
+
+
+def iob2(tags: Sequence[str]) -> list[str]:
+    """The tags of ``chunks``' chunks written in IOB2 (every chunk opens with ``B-``): IOB1 (the
+    original CoNLL-2003 files) and IOB2 of the same chunks give the same list, so scores do not move."""
+    out = ["O"] * len(tags)
+    for kind, first, last in chunks(tags):
+        out[first : last + 1] = [f"B-{kind}"] + [f"I-{kind}"] * (last - first)
+    return out
+
+
+def tag_scores(names: Sequence[str]) -> Callable[[Sequence[Sequence[int]], Sequence[dict]], dict[str, float]]:
+    """A task's ``score(predictions, rows)``: ``entity_scores`` of tag indices into ``names``
+    (the predicted tags per word against each row's ``label``)."""
+
+    def score(predictions: Sequence[Sequence[int]], rows: Sequence[dict]) -> dict[str, float]:
+        return entity_scores([[names[tag] for tag in row["label"]] for row in rows],
+                             [[names[tag] for tag in predicted] for predicted in predictions])  # fmt: skip
+
+    return score

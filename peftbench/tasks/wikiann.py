@@ -27,11 +27,10 @@ from __future__ import annotations
 
 from functools import lru_cache, partial
 from pathlib import Path
-from typing import Sequence
 
 from peftbench.errors import UserError
 from peftbench.tasks.base import Task
-from peftbench.tasks.conlleval import entity_scores
+from peftbench.tasks.conlleval import tag_scores
 from peftbench.tasks.cross_lingual import SOURCE_LANGUAGE, checked_language, transfer_load
 from peftbench.tasks.sources import FIX, DataSource, wanted
 
@@ -115,12 +114,6 @@ def data_source(language: str) -> DataSource:
     )  # fmt: skip
 
 
-def score(predictions: Sequence[Sequence[int]], rows: Sequence[dict]) -> dict[str, float]:
-    """Entity-level F1, precision and recall of the predicted tags against the rows' tags."""
-    return entity_scores([[TAGS[tag] for tag in row["label"]] for row in rows],
-                         [[TAGS[tag] for tag in predicted] for predicted in predictions])  # fmt: skip
-
-
 @lru_cache(maxsize=None)
 def wikiann(language: str = SOURCE_LANGUAGE) -> Task:
     """WikiANN NER trained on English and tested in ``language``."""
@@ -128,7 +121,7 @@ def wikiann(language: str = SOURCE_LANGUAGE) -> Task:
     english, target = data_source(SOURCE_LANGUAGE), data_source(language)
     return Task(
         name="wikiann", benchmark="wikiann", label_names=TAGS, train_split="train", eval_splits=("validation",),
-        main_metric="f1", score=score, load=transfer_load(english, english if language == SOURCE_LANGUAGE else target),
+        main_metric="f1", score=tag_scores(TAGS), load=transfer_load(english, english if language == SOURCE_LANGUAGE else target),
         has_embedded=language in SHIPPED, metric_names=("f1", "precision", "recall"), kind="token_classification",
         test_splits=("test",), options=(("language", language),), configure=wikiann,
     )  # fmt: skip
