@@ -2,9 +2,10 @@
 
 What is checked: Bernoulli sampling draws b_i = 1 with probability σ(s_i) while training and
 evaluates with 1[s_i > 0], its gradient reaching s as ∂L/∂W' ⊙ W ⊙ σ'(s); edge-popup keeps exactly
-the top (1 − sparsity) of |s| per tensor, its gradient ∂L/∂W' ⊙ W ⊙ sign(s); a tiny-bert RTE run
-(either sampling) leaves every backbone tensor bit-identical, saves only bits and the head, reloads
-from them to the same outputs and records its mask bits and measured sparsity; two tasks' runs are
+the top (1 − sparsity) of |s| per tensor, its gradient ∂L/∂W' ⊙ W ⊙ sign(s), and with
+init=magnitude (s = |W|) its first mask removes exactly the smallest |W| of each matrix; a
+tiny-bert RTE run (either sampling) leaves every backbone tensor bit-identical, saves only bits and
+the head, reloads from them to the same outputs and records its mask bits and measured sparsity; two tasks' runs are
 two masks over one backbone, switched by loading either file; a multi-task run and a bad config
 are refused in one line (exit 2) before any model loads.
 """
@@ -15,7 +16,7 @@ import torch
 from peftbench.methods.binary_mask import eligible_tensors, mask_of
 from peftbench.methods.supermask import BernoulliMask, EdgePopupMask
 from peftbench.train.weights import load_weights
-from tests.helpers import batch
+from tests.helpers import apply_method, batch, tiny_classifier
 from tests.test_learned_mask import assert_backbone_bit_identical, assert_record_has_mask_bits_and_measured_sparsity
 from tests.test_learned_mask import assert_refused_before_a_model_loads, assert_saved_as_bits_and_reloaded_from_them, gradients
 from tests.test_learned_mask import masked_layer, rebuilt
@@ -61,6 +62,19 @@ def test_edge_popup_keeps_exactly_the_top_of_absolute_scores(sparsity):
     assert scores.abs()[kept].min() > scores.abs()[~kept].max()
     grad, grad_effective, _ = gradients(layer, mask)
     torch.testing.assert_close(grad, grad_effective * layer.parametrizations.weight.original * scores.sign(), rtol=1e-6, atol=1e-8)
+
+
+@pytest.mark.parametrize("sparsity", [0.5, 0.9])
+def test_edge_popup_magnitude_init_starts_from_the_magnitude_mask(sparsity):
+    """s = |W|: before any training the top-k of |s| is the large-final (magnitude) mask."""
+    model, _ = tiny_classifier("tiny-bert")
+    apply_method(model, {"name": "supermask", "sampling": "topk", "sparsity": sparsity, "init": "magnitude"}, "tiny-bert")
+    for _, weight, owners in eligible_tensors(model):
+        removed = round(sparsity * weight.numel())
+        smallest = weight.detach().abs().reshape(-1).argsort()[:removed]
+        expected = torch.ones(weight.numel(), dtype=torch.bool)
+        expected[smallest] = False
+        assert torch.equal(mask_of(*owners[0]).current().reshape(-1), expected)
 
 
 @pytest.fixture(scope="module")
@@ -109,6 +123,7 @@ def test_two_tasks_are_two_masks_over_one_backbone(rte_run, tmp_path):
     [
         (["method=supermask", "method.sampling=gumbel"], "method.sampling must be one of bernoulli, topk"),
         (["method=supermask", "method.sampling=topk", "method.sparsity=1.0"], "method.sparsity must be in [0, 1)"),
+        (["method=supermask", "method.sampling=topk", "method.init=uniform"], "method.init must be one of kaiming, magnitude"),
         (["method=supermask", "model=tiny-t5", "task=[rte,mrpc]"], "trains for one task at a time"),
     ],
 )

@@ -24,6 +24,15 @@ estimator (``learned_mask``), and what the run keeps is b, one bit per weight.
   entry), the gradient straight through to |s|; s ~ kaiming_uniform(a = √5) as their
   ``SubnetConv`` (allenai/hidden-networks@2ebdc7c ``utils/conv_type.py``; they remove int((1 − k)·n)).
   Wortsman et al. 2020 ("Supermasks in Superposition", NeurIPS) learn each task's mask this way.
+  ``method.init`` (topk): ``kaiming`` (theirs, above: for random weights, where any first mask is
+  as good as another) | ``magnitude``, s = |W|, so the first mask is the magnitude mask at that
+  sparsity: Zhou et al.'s "large final" criterion (§2, their best mask criterion, the one whose
+  variant gives their supermasks; for a pre-trained network its weights are the final ones), and
+  the real-valued mask of Zhao et al. 2020's code's ``controlled_init="magnitude_soft"`` (m^real =
+  |W| thresholded at the p-th smallest, llyx97/sparse-and-robust-PLM@c2172fd
+  ``masking/maskers.py``), with which Liu et al. (NeurIPS 2022, "A Win-win Deal", §3.2, App.
+  A.1.2) train masks on the pre-trained BERT at 50–90% sparsity. Over pre-trained weights a random
+  first mask removes a random half (or 90%) of every matrix and leaves nothing the task can use.
 
 **One mask per task** (Wortsman et al.): the backbone never changes, so every task's supermask is
 learned on its own, as in their setting where the weights are fixed and each task's mask is trained
@@ -55,6 +64,7 @@ from peftbench.methods.delta import add_delta
 from peftbench.methods.learned_mask import LearnedMaskMethod, ScoredMask, top_k
 
 SAMPLINGS = ("bernoulli", "topk")
+INITS = ("kaiming", "magnitude")
 
 
 @dataclass
@@ -62,10 +72,12 @@ class SupermaskConfig(MethodConfig):
     sampling: str = "bernoulli"  # bernoulli (Zhou et al. 2019) | topk (edge-popup, Ramanujan et al. 2020)
     sparsity: float = 0.5  # topk: the fraction of each tensor removed (Ramanujan et al.'s k = 50% kept)
     score_init: float = 0.0  # bernoulli: the constant every score starts at (Zhou et al.'s sigmoid_bias)
+    init: str = "kaiming"  # topk: kaiming (Ramanujan et al.) | magnitude (s = |W|: the first mask is magnitude pruning's)
     embeddings: bool = False  # the embedding tables are masked too
 
     def check(self) -> None:
         require(self.sampling in SAMPLINGS, f"method.sampling must be one of {', '.join(SAMPLINGS)}, got '{self.sampling}'")
+        require(self.init in INITS, f"method.init must be one of {', '.join(INITS)}, got '{self.init}'")
         require(
             0 <= self.sparsity < 1,
             f"method.sparsity must be in [0, 1) (the fraction of weights removed), got {self.sparsity}; e.g. method.sparsity=0.5",
@@ -110,7 +122,10 @@ class Supermask(LearnedMaskMethod):
         scores = torch.empty(param.shape, dtype=torch.float32, device=param.device)
         if c.sampling == "bernoulli":
             return BernoulliMask(scores.fill_(c.score_init), zeros=0 if c.score_init > 0 else param.numel())
-        torch.nn.init.kaiming_uniform_(scores, a=math.sqrt(5))
+        if c.init == "magnitude":
+            scores.copy_(param.detach().abs())
+        else:
+            torch.nn.init.kaiming_uniform_(scores, a=math.sqrt(5))
         return EdgePopupMask(scores, zeros=round(c.sparsity * param.numel()))
 
     def parameter_names(self, model) -> list[str]:
