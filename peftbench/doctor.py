@@ -33,7 +33,7 @@ from peftbench.atomic import write_json_atomic
 from peftbench.integrity import safetensors_problem
 from peftbench.results.lock import LOCK_FILE, lock_holder
 from peftbench.results.record import CorruptRecord, RECORD_FILE, WEIGHTS_FILE, read_record, read_records, run_dirs, warn_to_stderr
-from peftbench.train.checkpoint import Checkpoints
+from peftbench.train.checkpoint import Checkpoints, StateIndex
 
 TRASH = ".trash"
 
@@ -48,12 +48,15 @@ class Finding:
 
 def records(root: Path, warn: Callable = warn_to_stderr) -> Iterator[dict]:
     """Every readable record under ``root`` (``iter_records``); each damaged checkpoint and each
-    unreadable record is passed to ``warn`` once (the quick check: state.json and file sizes).
+    unreadable record is passed to ``warn`` once (the quick check: state.json and file sizes,
+    a state.json read by an earlier command and unchanged since taken from ``StateIndex``).
     The folder is listed once, for both."""
     folders = run_dirs(root)
+    states = StateIndex(root)
     for run_dir in folders:
-        for problem in checkpoint_problems(run_dir):
+        for problem in checkpoint_problems(run_dir, states=states):
             warn(problem)
+    states.save()
     yield from read_records(folders, warn)
 
 
@@ -63,14 +66,14 @@ def examine(root: Path, deep: bool = False) -> list[Finding]:
     return [finding for run_dir in folders for finding in _examine_run(root, Path(run_dir), deep)]
 
 
-def checkpoint_problems(run_dir: str | os.PathLike, deep: bool = False) -> list:
+def checkpoint_problems(run_dir: str | os.PathLike, deep: bool = False, states: StateIndex | None = None) -> list:
     """Damaged checkpoints of every phase of one run (objects with ``path`` and ``reason``)."""
     try:
         with os.scandir(os.path.join(run_dir, "checkpoints")) as entries:
             phases = sorted(entry.path for entry in entries if entry.is_dir())
     except (FileNotFoundError, NotADirectoryError):
         return []
-    return [problem for phase in phases for problem in Checkpoints(phase).problems(deep)]
+    return [problem for phase in phases for problem in Checkpoints(phase).problems(deep, states)]
 
 
 def _examine_run(root: Path, run_dir: Path, deep: bool) -> list[Finding]:

@@ -133,11 +133,11 @@ class _Scripted:
         return {"validation": {"accuracy": self.values[len(self.seen) - 1]}}
 
 
-def _fit(cfg, script, n=8):
+def _fit(cfg, script, n=8, **options):
     model, features, fmt = _setup(n)
     loader = train_loader(features, fmt, cfg.batch_size, 0)
     entries = []
-    result = fit(model, loader, script, ("validation", "accuracy"), cfg, on_evaluation=entries.append)
+    result = fit(model, loader, script, ("validation", "accuracy"), cfg, on_evaluation=entries.append, **options)
     return result, entries
 
 

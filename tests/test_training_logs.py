@@ -102,7 +102,9 @@ def test_a_run_with_tensorboard_writes_events_tensorboard_reads(tmp_path):
 @pytest.mark.parametrize(
     "log_with, mentions",
     [("comet", "trainer.log_with must be one of none, tensorboard, wandb, mlflow, aim, got 'comet'"),
-     ("wandb", "trainer.log_with=wandb needs the wandb package, which is not installed; `pip install wandb`")],
+     ("wandb", "trainer.log_with=wandb needs the wandb package, which is not installed; `pip install wandb`"),
+     ("mlflow", "trainer.log_with=mlflow needs the mlflow package, which is not installed; `pip install mlflow`"),
+     ("aim", "trainer.log_with=aim needs the aim package, which is not installed; `pip install aim`")],
 )  # fmt: skip
 def test_a_tracker_that_is_unknown_or_not_installed_is_one_line_before_anything_loads(
     tmp_path, monkeypatch, capsys, log_with, mentions
@@ -110,7 +112,8 @@ def test_a_tracker_that_is_unknown_or_not_installed_is_one_line_before_anything_
     import importlib.util
 
     find_spec = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *args: None if name == "wandb" else find_spec(name, *args))
+    # the tracker's package hidden as if not installed (aim is not: it does not install beside our pins)
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *args: None if name == log_with else find_spec(name, *args))
     monkeypatch.chdir(tmp_path)
     with pytest.raises(SystemExit) as exit_info:
         main(["run", "model=tiny-bert", "task=rte", "data.source=embedded", f"trainer.log_with={log_with}",

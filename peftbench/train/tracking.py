@@ -5,7 +5,8 @@ unless the user asks for it:
 - ``tensorboard``: event files in ``<run>/tracker/`` (``tensorboard --logdir results`` shows every run);
 - ``wandb``: offline, under ``<run>/tracker/wandb/`` (``wandb sync`` uploads it later); ``WANDB_MODE=online``
   logs live; project ``peftbench``, run name the run id;
-- ``mlflow``: a local store at ``<run>/tracker/mlruns`` unless ``MLFLOW_TRACKING_URI`` names a server;
+- ``mlflow``: a local file store at ``<run>/tracker/mlruns`` (``mlflow ui --backend-store-uri`` reads
+  it; ``MLFLOW_ALLOW_FILE_STORE`` is set for it) unless ``MLFLOW_TRACKING_URI`` names another store;
   experiment ``peftbench`` (``MLFLOW_EXPERIMENT_NAME`` overrides it), run name the run id;
 - ``aim``: an Aim repository at ``<run>/tracker/``, run name the run id.
 
@@ -57,7 +58,14 @@ class Tracker:
         if tracking.log_with == "mlflow" and not os.environ.get("MLFLOW_TRACKING_URI"):
             import mlflow
 
+            # MLflow 3 refuses its file store unless asked for it; its database store would create
+            # an SQLite schema per run (seconds of migrations) where a folder of files is enough
+            os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
             mlflow.set_tracking_uri((tracking.folder / "mlruns").as_uri())
+        if tracking.log_with == "wandb":
+            # the process's mode, not only the run's: W&B's usage telemetry follows the process
+            # settings and would post to the W&B server even for an offline run
+            os.environ.setdefault("WANDB_MODE", "offline")
         project = FOLDER if tracking.log_with == "tensorboard" else tracking.name if tracking.log_with == "aim" else PROJECT
         accelerator.init_trackers(project, config=hyperparameters(tracking.config), init_kwargs=_init_kwargs(tracking))
 
@@ -82,8 +90,7 @@ def accelerator_options(tracking: Tracking | None) -> dict:
 
 def _init_kwargs(tracking: Tracking) -> dict:
     if tracking.log_with == "wandb":
-        mode = os.environ.get("WANDB_MODE", "offline")
-        return {"wandb": {"name": tracking.name, "dir": str(tracking.folder), "mode": mode}}
+        return {"wandb": {"name": tracking.name, "dir": str(tracking.folder), "mode": os.environ["WANDB_MODE"]}}
     if tracking.log_with == "mlflow":
         return {"mlflow": {"run_name": tracking.name, "logging_dir": str(tracking.folder / "artifacts")}}
     return {}
