@@ -69,6 +69,7 @@ class DataConfig:
     max_eval_samples: Optional[int] = None
     folds: Optional[int] = None  # K-fold cross-validation on train (default: the task's own, RAFT 5)
     fold: int = 0  # which of the K folds is the validation split
+    cache: bool = True  # tokenised features kept under the cache folder and reused (formats/cache.py)
 
 
 @dataclass

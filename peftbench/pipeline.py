@@ -2,7 +2,8 @@
 
 ``build_model`` makes the backbone as every run makes it (seeded first, with a fresh task head
 where the format has one). ``build_pipeline`` turns the plan's rows into features with each
-task's format (after the method's prompt rewrite, for in-context learning), the training batches
+task's format (after the method's prompt rewrite, for in-context learning; read from the features
+cache, ``formats/cache.py``, when a run made them before), the training batches
 (length-grouped; for several tasks, temperature-sampled one-task batches), the evaluation
 callback (metrics per split, or per ``task/split`` and their ``average`` for a multi-task run) and
 the loss (the format's, plus the method's penalty), and the scoring of the held-out labelled
@@ -59,6 +60,7 @@ def build_pipeline(p, fmt, tokenizer) -> Pipeline:
     """Features, training batches, evaluation and loss of the plan ``p``'s task (or tasks: batches
     drawn by temperature sampling, each with its own task's format; metrics per task and their
     mean). ``fmt`` is the first task's format, as ``build_model`` made it."""
+    from peftbench.formats import cache as feature_cache
     from peftbench.formats import make_format
     from peftbench.models.heads import select_head
     from peftbench.train.batching import train_loader
@@ -71,8 +73,9 @@ def build_pipeline(p, fmt, tokenizer) -> Pipeline:
     for part, f in zip(p.parts, formats):
         train_rows = part.data.splits[part.task.train_split]
         f.task = method.prompt_task(part.task, train_rows, seed, tokenizer, f.max_length)
+        cached = p.config["data"]["cache"] and f.task is part.task  # a rewritten prompt is this run's own
         features.append({
-            split: f.encode(rows)
+            split: feature_cache.encode(f, rows, cached)
             for split, rows in part.data.splits.items()
             if method.trains or split != part.task.train_split  # nothing trains: the rows only demonstrate
         })  # fmt: skip

@@ -14,12 +14,13 @@ training step's achieved FLOP/s as a fraction of it, counting the work the metho
 gradients plus 2·P_trained·T for weight gradients (frozen weights need none), and attention's
 4·n·d per token and layer, three times over. Padding counts as waste, not as work.
 
-Then peftbench's fast-path switches, each on and off against the default: length grouping,
+With ``--eval``, evaluation against training on the same rows (SST-2 dev), alternately in one
+process. Then peftbench's fast-path switches, each on and off against the default: length grouping,
 loss synchronisation every step, gradient checkpointing, torch.compile, bf16 autocast, frozen
 weights in bf16; evaluation batch size; generation with and without the KV cache.
 
     python scripts/bench_train.py --data ../shared/data [--repeats 3] [--steps 40] [--cases lora-sst2 ...]
-        [--switches] [--profile] [--json FILE]
+        [--eval] [--switches] [--profile] [--json FILE]
 """
 
 from __future__ import annotations
@@ -231,12 +232,40 @@ def worker_evaluation(data: str, batch_size: int) -> dict:
     model, tokenizer, fmt, _ = _prepared(p)
     attach(p.method, model, p.anatomy, tokenizer, train_head=fmt.trains_head)
     model.eval()
-    features = fmt.encode(p.data.splits["validation"])
+    features = fmt.encode(p.parts[0].data.splits["validation"])
     started = time.perf_counter()
     with torch.inference_mode():
         fmt.predict(model, features, batch_size)
     seconds = time.perf_counter() - started
     return {"samples_per_s": round(len(features) / seconds, 1), "seconds": round(seconds, 2)}
+
+
+def worker_eval_vs_train(data: str, repeats: int, batch_size: int) -> dict:
+    """SST-2 dev (872 rows) predicted as a run evaluates (sorted batches of ``batch_size`` rows under
+    inference mode, ``Format.predict``) and trained on for one epoch (batch 32, length-grouped,
+    the run's loop, no evaluation), alternately in this one process, ``repeats`` times each: the
+    same rows, the same model, the same load on the machine."""
+    from peftbench.methods.base import attach
+    from peftbench.pipeline import trainer_settings
+    from peftbench.train.batching import train_loader
+    from peftbench.train.loop import fit
+
+    p = _plan(CASES["lora-sst2"], data, 1, [f"trainer.eval_batch_size={batch_size}"])
+    model, tokenizer, fmt, _ = _prepared(p)
+    attach(p.method, model, p.anatomy, tokenizer, train_head=fmt.trains_head)
+    features = fmt.encode(p.parts[0].data.splits["validation"])
+    cfg = trainer_settings(p.config, max_steps=None, epochs=1)
+    select = (p.parts[0].task.main_split, p.parts[0].task.main_metric)
+    evaluation, training = [], []
+    for _ in range(repeats):
+        model.eval()
+        started = time.perf_counter()
+        fmt.predict(model, features, batch_size)
+        evaluation.append(len(features) / (time.perf_counter() - started))
+        loader = train_loader(features, fmt, cfg.batch_size, p.config["seed"], cfg.group_by_length)
+        result = fit(model, loader, lambda model: {select[0]: {select[1]: 0.0}}, select, cfg, loss=fmt.loss)
+        training.append(result.cost["samples_per_s"])
+    return {"rows": len(features), "eval_samples_per_s": evaluation, "train_samples_per_s": training}
 
 
 def worker_generation(data: str, use_cache: bool) -> dict:
@@ -318,6 +347,7 @@ def main() -> None:
     parser.add_argument("--switch-case", default="lora-sst2", choices=list(CASES),
                         help="the case the switches change (evaluation and generation run with lora-sst2 only)")
     parser.add_argument("--profile", action="store_true", help="print a profile of peftbench on lora-sst2")
+    parser.add_argument("--eval", action="store_true", help="also evaluation against training samples/s on SST-2 dev")
     parser.add_argument("--json", help="write every measurement here")
     parser.add_argument("--worker", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -326,8 +356,11 @@ def main() -> None:
     if args.profile:
         subprocess.run([sys.executable, __file__, "--worker", "profile", "lora-sst2", args.data, str(args.steps)])
         return
-    peak = {"fp32": matmul_peak("float32"), "bf16": matmul_peak("bfloat16")}
-    print(f"matmul peak: fp32 {peak['fp32'] / 1e9:.1f} GFLOP/s, bf16 {peak['bf16'] / 1e9:.1f} GFLOP/s (square GEMM)")
+    import torch
+
+    # A GPU trains in bf16, a CPU in fp32 (a bf16 GEMM on a CPU without bf16 units takes minutes)
+    peak = {"bf16" if torch.cuda.is_available() else "fp32": matmul_peak("bfloat16" if torch.cuda.is_available() else "float32")}
+    print("matmul peak: " + ", ".join(f"{name} {value / 1e9:.1f} GFLOP/s" for name, value in peak.items()) + " (square GEMM)")
     everything = {"peak": peak, "cases": {}, "switches": {}}
     print("\n| case | pipeline | samples/s | tokens/s | peak MB | × samples/s | × memory | FLOP/s of peak |")
     print("|---|---|---|---|---|---|---|---|")
@@ -348,11 +381,24 @@ def main() -> None:
         for label, group, extra in (("peftbench", ours, f"{speed:.2f} | {mem:.2f} | {fraction:.1%}"), (baseline, theirs, "1 | 1 | ")):
             print(f"| {name} | {label} | {median_of(group, 'samples_per_s'):.1f} | {median_of(group, 'tokens_per_s'):.0f} "
                   f"| {median_of(group, memory):.0f} | {extra} |")  # fmt: skip
+    if args.eval:
+        everything["evaluation"] = evaluation_against_training(args)
     if args.switches:
         everything["switches"] = switches(args, peak)
     if args.json:
         with open(args.json, "w") as handle:
             json.dump(everything, handle, indent=2)
+
+
+def evaluation_against_training(args) -> dict:
+    """Evaluation samples/s against training samples/s on SST-2 dev, interleaved in one process."""
+    found = measure(["eval-vs-train", args.data, str(args.repeats), "128"])
+    evaluation, training = statistics.median(found["eval_samples_per_s"]), statistics.median(found["train_samples_per_s"])
+    print(f"\n| SST-2 dev ({found['rows']} rows), lora-sst2, one process, {args.repeats}× interleaved | samples/s | × training |")
+    print("|---|---|---|")
+    print(f"| training (batch 32, one epoch) | {training:.1f} | 1 |")
+    print(f"| evaluation (sorted, batch 128, inference mode) | {evaluation:.1f} | {evaluation / training:.2f} |")
+    return found
 
 
 def switches(args, peak: dict) -> dict:
@@ -392,6 +438,8 @@ def _worker(argv: list[str]) -> None:
     elif kind == "trainer":
         name, data, steps = rest
         result = worker_trainer(CASES[name], data, int(steps))
+    elif kind == "eval-vs-train":
+        result = worker_eval_vs_train(rest[0], int(rest[1]), int(rest[2]))
     elif kind == "evaluation":
         result = worker_evaluation(rest[0], int(rest[1]))
     else:

@@ -19,6 +19,7 @@ The trainer's batches are drawn by ``peftbench.train.batching.train_loader`` fro
 
     name: ClassVar[str]
     trains_head: ClassVar[bool] = True  # a fresh task head trains with every method (LM formats: none)
+    cache_features: ClassVar[bool] = True  # ``encode`` depends on its inputs alone: its features may be cached (formats/cache.py)
 
     def __init__(self, task, tokenizer, options: dict):
         self.task = task
@@ -56,14 +57,17 @@ The trainer's batches are drawn by ``peftbench.train.batching.train_loader`` fro
         raise NotImplementedError
 
     def predict(self, model, features: list[dict], batch_size: int) -> list:
-        """Predictions for every feature, in the original order (batches are sorted by length)."""
+        """Predictions for every feature, in the original order: batches of ``batch_size`` rows of
+        similar length (sorted, longest first, so that little goes to padding), under inference
+        mode (no autograd record, no version counters), whoever calls it."""
         device = next(model.parameters()).device
         predictions = [None] * len(features)
-        for indices in sorted_batches([self.length(f) for f in features], batch_size):
-            batch = self.collate([features[i] for i in indices])
-            batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
-            for i, value in zip(indices, self.predict_batch(model, batch)):
-                predictions[i] = value
+        with torch.inference_mode():
+            for indices in sorted_batches([self.length(f) for f in features], batch_size):
+                batch = self.collate([features[i] for i in indices])
+                batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
+                for i, value in zip(indices, self.predict_batch(model, batch)):
+                    predictions[i] = value
         return predictions
 
 

@@ -57,6 +57,7 @@ IGNORE = -100  # a target position that is no candidate's token
 class ClozeFormat(Format):
     name = "cloze"
     trains_head = False
+    cache_features = False  # ``encode`` sets the label words' ids on the format
 
     def __init__(self, task, tokenizer, options: dict):
         super().__init__(task, tokenizer, options)
