@@ -139,7 +139,10 @@ def main(argv: list[str] | None = None) -> None:
         }  # fmt: skip
         commands[args.command](args)
     except UserError as error:
-        print(f"error: {error}", file=sys.stderr)
+        from peftbench.train.distributed import speaks
+
+        if speaks():  # under a launcher every rank refuses alike; rank 0 says so
+            print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
 
 

@@ -93,6 +93,9 @@ class TrainerConfig:
     gradient_checkpointing: bool = False  # recompute activations in backward: less memory, more time
     compile: bool = False  # torch.compile the training forward/backward
     frozen_bf16: bool = False  # keep the frozen Linear weights in bf16 (with bf16 autocast; trained ones stay fp32)
+    # Over several processes (torchrun, accelerate launch): ddp, a whole copy per rank; fsdp, the
+    # model sharded over the ranks (FSDP2). One process trains unwrapped whatever it says.
+    strategy: str = "ddp"
     checkpoint_every_steps: Optional[int] = 500  # also after every evaluation; for resume (None: evaluations only)
     keep_checkpoints: int = 1  # the newest kept while training, besides the best one (kept to the end)
     # Start the method's weights from the finished run of this task with the same model, method
@@ -129,8 +132,9 @@ NOT_RESULT_CHANGING = {
     "trainer": {
         "eval_batch_size", "log_every", "progress", "log_with", "device", "checkpoint_every_steps", "keep_checkpoints",
         "gradient_checkpointing", "compile",  # speed and memory, not the result (up to float rounding)
+        "strategy",  # the global batch is the same whatever the processes (train/sharding.py)
     },
-    "data": {"dir"},
+    "data": {"dir", "cache"},
     "model": {"path", "package", "package_subdir", "hub_id", "trust_remote_code"},
     "results_dir": None,
     "experiment": None,
@@ -194,6 +198,8 @@ def check_trainer(trainer: dict, task: dict) -> None:
             f"trainer.frozen_bf16 needs bf16 autocast, but trainer.precision is {trainer['precision']}; "
             "set trainer.precision=bf16 or drop trainer.frozen_bf16"
         )
+    if trainer.get("strategy", "ddp") not in {"ddp", "fsdp"}:
+        raise UserError(f"trainer.strategy must be ddp or fsdp, got '{trainer['strategy']}'")
     if trainer["device"] not in {"auto", "cpu", "cuda"}:
         raise UserError(f"trainer.device must be auto, cpu or cuda, got '{trainer['device']}'")
     check_tracker(trainer.get("log_with", "none"))

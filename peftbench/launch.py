@@ -28,6 +28,7 @@ from pathlib import Path
 
 from peftbench.config import CONF_DIR, GROUPS, available, register_configs
 from peftbench.errors import UserError
+from peftbench.train.distributed import leave, speaks
 
 MULTIRUN_FLAGS = {"-m", "--multirun"}
 WAIT_FLAG = "--wait"
@@ -64,7 +65,8 @@ def launch(argv: list[str], planned=None) -> None:
         run_dirs = [planner().plan(compose(job)).run_dir for job in jobs(overrides, multirun=multirun)]
         sweep = Sweep(run_dirs) if multirun else None
     if sweep and len(sweep.done_before) == len(sweep.run_dirs):  # nothing to launch
-        sweep.report()
+        if speaks():
+            sweep.report()
         return
 
     @hydra.main(config_path=str(CONF_DIR), config_name="config", version_base=None)
@@ -74,18 +76,23 @@ def launch(argv: list[str], planned=None) -> None:
         try:
             _run_job(cfg, wait)
         except UserError as error:
-            print(f"error: {error}", file=sys.stderr)
+            if speaks():
+                print(f"error: {error}", file=sys.stderr)
             if not multirun:  # in a sweep the other jobs go on; the sweep's report sets the status
+                leave(together=False)
                 sys.exit(2)
         except RunBusy as busy:
-            print(f"busy: {busy}", file=sys.stderr)
+            if speaks():
+                print(f"busy: {busy}", file=sys.stderr)
             if not multirun:
+                leave(together=False)
                 sys.exit(BUSY_STATUS)
 
     sys.argv = ["peftbench run", *argv]
     run_job()
+    leave()  # not after a failure: a rank that fails alone must exit, so that the launcher stops the others
     if sweep:
-        sys.exit(sweep.report())
+        sys.exit(sweep.report(quiet=not speaks()))
 
 
 LISTS = {"task": ("multi", "tasks"), "method": ("composed", "methods")}  # group=[a,b] -> group=X group.field=[a,b]
@@ -174,19 +181,48 @@ def compose(overrides: list[str], with_hydra: bool = False):
 
 
 def _run_job(cfg, wait: bool) -> None:
-    from peftbench.results.lock import run_lock
-    from peftbench.results.record import is_complete, read_record
+    """Train the job's run unless it is complete. Under a launcher (torchrun) the ranks join their
+    process group only now, after planning; rank 0 holds the lock and decides, every rank follows."""
+    import contextlib
+
+    from peftbench.results.lock import RunBusy
+    from peftbench.results.record import read_record
     from peftbench.run import execute
     from peftbench.summary import print_summary
+    from peftbench.train.distributed import decided, join
+    from peftbench.train.loop import resolve_device
 
     p = planner().take(cfg)
-    if not is_complete(p.run_dir):
-        with run_lock(p.run_dir, wait):
-            if not is_complete(p.run_dir):  # it may have been completed while we waited
-                print_summary(execute(p), p.run_dir)
-                return
-    print(f"skipped {p.run_id}: already complete in {p.run_dir}", file=sys.stderr)
-    print_summary(read_record(p.run_dir), p.run_dir)
+    join(resolve_device(p.config["trainer"]["device"]).type)
+    with contextlib.ExitStack() as held:
+        met: list[RunBusy] = []  # rank 0's, with who holds the run
+        decision = decided(lambda: _claim(p.run_dir, wait, held, met))
+        if decision == "busy":
+            raise met[0] if met else RunBusy(p.run_dir, {})
+        if decision == "train":
+            record = execute(p)
+            if speaks():
+                print_summary(record, p.run_dir)
+            return
+    if speaks():
+        print(f"skipped {p.run_id}: already complete in {p.run_dir}", file=sys.stderr)
+        print_summary(read_record(p.run_dir), p.run_dir)
+
+
+def _claim(run_dir: Path, wait: bool, held, met: list) -> str:
+    """``train`` with the run's lock taken into ``held``, ``complete``, or ``busy`` (the
+    ``RunBusy`` met appended to ``met``)."""
+    from peftbench.results.lock import RunBusy, run_lock
+    from peftbench.results.record import is_complete
+
+    if is_complete(run_dir):
+        return "complete"
+    try:
+        held.enter_context(run_lock(run_dir, wait))
+    except RunBusy as busy:
+        met.append(busy)
+        return "busy"
+    return "complete" if is_complete(run_dir) else "train"  # it may have been completed while we waited
 
 
 class Sweep:
@@ -198,9 +234,10 @@ class Sweep:
         self.run_dirs = list(dict.fromkeys(run_dirs))  # two jobs of one config are one run
         self.done_before = {run_dir for run_dir in self.run_dirs if is_complete(run_dir)}
 
-    def report(self) -> int:
+    def report(self, quiet: bool = False) -> int:
         """One line per run (status, main metric, run folder) and a count; the exit status: 2 when
-        a run failed (its job printed why), else 0 (a run another process holds is not a failure)."""
+        a run failed (its job printed why), else 0 (a run another process holds is not a failure).
+        ``quiet``: the status alone (a launcher's ranks other than 0)."""
         from peftbench.results.lock import lock_holder
         from peftbench.results.record import CorruptRecord, read_record
 
@@ -218,12 +255,14 @@ class Sweep:
             main = (record.get("metrics") or {}).get("main")
             score = f"{main['metric']}={main['value']:.4f}" if main else ""
             why = f" ({record['error']})" if status == "failed" and record.get("error") else ""
-            print(f"{status:<9} {score:<22} {run_dir}{why}")
-        print(
-            f"sweep: {len(self.run_dirs)} runs — {counts['complete']} trained, {counts['skipped']} already "
-            f"complete (skipped), {counts['busy']} busy in another process, {counts['failed']} failed",
-            file=sys.stderr,
-        )
+            if not quiet:
+                print(f"{status:<9} {score:<22} {run_dir}{why}")
+        if not quiet:
+            print(
+                f"sweep: {len(self.run_dirs)} runs — {counts['complete']} trained, {counts['skipped']} already "
+                f"complete (skipped), {counts['busy']} busy in another process, {counts['failed']} failed",
+                file=sys.stderr,
+            )
         return 2 if counts["failed"] else 0
 
 

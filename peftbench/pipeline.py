@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Callable
 
+from peftbench.train.distributed import decided
+
 AVERAGE = "average"  # a multi-task run's metrics: the mean of its tasks' main metrics
 
 
@@ -98,11 +100,12 @@ def build_pipeline(p, fmt, tokenizer) -> Pipeline:
             use_task(model, part.task.name)
             for split in splits_of(part):
                 with method.evaluating(model):
-                    predictions = f.predict(model, feats[split], trainer.eval_batch_size)
-                metrics[f"{part.task.name}/{split}" if p.multitask else split] = part.task.score(
-                    predictions, part.data.splits[split]
-                )
-        return metrics
+                    predictions = sharded_predict(f, model, feats[split], trainer.eval_batch_size)
+                if predictions is not None:  # rank 0 (or the only process) scores
+                    metrics[f"{part.task.name}/{split}" if p.multitask else split] = part.task.score(
+                        predictions, part.data.splits[split]
+                    )
+        return decided(lambda: metrics)  # every rank goes on with rank 0's metrics
 
     def evaluate(model) -> dict:
         metrics = scores(model, lambda part: part.task.eval_splits)
@@ -129,6 +132,18 @@ def build_pipeline(p, fmt, tokenizer) -> Pipeline:
     first = p.parts[0].task
     select = (AVERAGE, "score") if p.multitask else (first.main_split, first.main_metric)
     return Pipeline(formats, features, loader, evaluate, select, loss, test)
+
+
+def sharded_predict(fmt, model, features: list[dict], batch_size: int) -> list | None:
+    """``fmt.predict`` over the ranks: each predicts its contiguous shard of ``features``, rank 0
+    gets them all back in order (no row twice, none padding), the others None; alone, just
+    ``fmt.predict``. An FSDP model's shards are padded to one length (its forward is a collective
+    every rank must join as often) and the padding dropped when gathered."""
+    from peftbench.train.distributed import gathered, shard
+    from peftbench.train.parallel import is_sharded
+
+    mine = shard(features, even=is_sharded(next(model.parameters())))
+    return gathered(fmt.predict(model, mine, batch_size), len(features))
 
 
 def add_heads(p, model, pipeline: Pipeline) -> None:

@@ -92,6 +92,7 @@ class Planner:
         tasks = [self._labelled(task, config) for task in tasks]
         method.class_labels = list(dict.fromkeys(word for task in tasks for word in task.verbalizers))
         formats = [run_format(task, model_cfg.family, config["task"]["format"], method) for task in tasks]
+        _check_strategy(config["trainer"], formats)
         if len(tasks) > 1:
             _check_multitask(method, model_cfg, [FORMATS[f].trains_head for f in formats], config["task"]["temperature"])
         method.check_tokenizer(lambda: load_tokenizer(model_cfg))
@@ -229,6 +230,21 @@ def _check_multitask(method, model_cfg, trains_head: list[bool], temperature: fl
     if temperature <= 0:
         raise UserError(f"task.temperature must be positive, got {temperature}; 1 samples "
                         "in proportion to the data, 10 as Hyperformer, large values uniformly")  # fmt: skip
+
+
+def _check_strategy(trainer: dict, formats: list[str]) -> None:
+    """FSDP's forward is a collective, so every rank must run as many: decoding text, whose steps
+    end when each rank's own texts end, is refused under it over several processes."""
+    import os
+
+    from peftbench.train.distributed import world
+
+    if os.environ.get("ACCELERATE_USE_FSDP", "").lower() == "true":
+        raise UserError("peftbench shards the model itself: launch with `accelerate launch --multi_gpu …` "
+                        "and pass trainer.strategy=fsdp instead of --use_fsdp")
+    if world().distributed and trainer["strategy"] == "fsdp" and "generation" in formats:
+        raise UserError("trainer.strategy=fsdp cannot decode text over several processes yet (each rank's "
+                        "generation ends at its own step); use trainer.strategy=ddp for generation tasks")
 
 
 def _check_labels_from_data(task_cfg: dict, tasks: list) -> None:

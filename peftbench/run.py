@@ -28,6 +28,7 @@ from peftbench.plan import Plan
 from peftbench.results import record as records
 from peftbench.results.record import RECORD_FILE, WEIGHTS_FILE
 from peftbench.results.history import append_evaluation
+from peftbench.train.distributed import barrier, speaks
 
 CONFIG, HISTORY = "config.yaml", "history.jsonl"
 
@@ -59,10 +60,12 @@ def execute(p: Plan) -> dict:
         reason = str(error) if isinstance(error, UserError) else f"{type(error).__name__}: {error}"
         records.failed(run.record, reason)
         try:
-            write_json_atomic(run.folder / RECORD_FILE, run.record)
+            if speaks():
+                write_json_atomic(run.folder / RECORD_FILE, run.record)
         except (OSError, UserError):  # e.g. the disk is still full: the "running" record stays whole
             pass
         raise
+    barrier()  # the ranks leave the run together, its record written
     return run.record
 
 
@@ -77,10 +80,11 @@ def setup(p: Plan) -> Session:
     model, tokenizer, fmt = build_model(p.model_cfg, first.task, p.config["seed"], first.format, p.config["task"])
     pipeline = build_pipeline(p, fmt, tokenizer)
     add_heads(p, model, pipeline)
-    p.run_dir.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(p.run_dir / CONFIG, OmegaConf.to_yaml(OmegaConf.create(p.config)))
-    if not (p.run_dir / "checkpoints").is_dir():  # a fresh start: an older history is from a run that left no checkpoint
-        (p.run_dir / HISTORY).unlink(missing_ok=True)
+    if speaks():  # rank 0 writes the run's files; every rank reads its checkpoints
+        p.run_dir.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(p.run_dir / CONFIG, OmegaConf.to_yaml(OmegaConf.create(p.config)))
+        if not (p.run_dir / "checkpoints").is_dir():  # a fresh start: an older history is from a run that left no checkpoint
+            (p.run_dir / HISTORY).unlink(missing_ok=True)
     parts = [
         records.part_entry(part.task.name, part.task.benchmark, part.format, (part.task.main_split, part.task.main_metric),
                            part.data.fingerprint())
@@ -88,7 +92,8 @@ def setup(p: Plan) -> Session:
     ]  # fmt: skip
     record = records.started(p.run_id, p.model_cfg.name, p.method.name, p.name, p.config, parts,
                              p.init_from.name if p.init_from else None, p.method.record_entry())  # fmt: skip
-    write_json_atomic(p.run_dir / RECORD_FILE, record)
+    if speaks():
+        write_json_atomic(p.run_dir / RECORD_FILE, record)
     return Session(p, model, tokenizer, pipeline, record)
 
 
@@ -110,8 +115,9 @@ def train(run: Session):
     if p.init_from:
         _warm_start(model, head, p.init_from)
     run.record["params"] = params = parameter_counts(model, p.method, head)
-    write_json_atomic(run.folder / RECORD_FILE, run.record)
-    print(f"run {p.run_id}: {params['trainable']:,} trainable of {params['total']:,} parameters", file=sys.stderr)
+    if speaks():
+        write_json_atomic(run.folder / RECORD_FILE, run.record)
+        print(f"run {p.run_id}: {params['trainable']:,} trainable of {params['total']:,} parameters", file=sys.stderr)
     settings = trainer_settings(p.config)
     on_evaluation = _history(run, "train")
     if not p.method.trains:
@@ -139,20 +145,25 @@ def finish(run: Session, result) -> None:
     from peftbench.environment import environment
     from peftbench.models.anatomy import head_parameter_names
     from peftbench.train.checkpoint import Checkpoints
+    from peftbench.train.parallel import load_whole
     from peftbench.train.weights import save_weights
 
-    p, model = run.plan, run.model
-    model.load_state_dict(result.best_state, strict=False)
+    p, model, main = run.plan, run.model, speaks()  # every rank evaluates its shard; rank 0 writes
+    load_whole(model, result.best_state)
     scaffold = set(p.method.training_only(model))  # a learned mask's scores: their outcome is in the saved bits
     kept = {name: tensor for name, tensor in result.best_state.items() if name not in scaffold}
-    save_weights({**kept, **p.method.saved_buffers(model)}, run.folder / WEIGHTS_FILE)
-    head = head_parameter_names(model) if run.pipeline.formats[0].trains_head else []
-    p.method.save_alongside(model, head, run.folder)
+    if main:
+        save_weights({**kept, **p.method.saved_buffers(model)}, run.folder / WEIGHTS_FILE)
+        head = head_parameter_names(model) if run.pipeline.formats[0].trains_head else []
+        p.method.save_alongside(model, head, run.folder)
     result.best = {**result.best, **_test(run, result.best_step or 0)}  # a copy: best may be last itself
     for name, data in p.method.reports(model, run.pipeline.evaluate).items():
-        write_json_atomic(run.folder / name, data)
+        if main:
+            write_json_atomic(run.folder / name, data)
     run.record.update(p.method.measured(model))  # after the reports: a router's usage is measured by them
     submission = None if p.multitask else _submit(run)
+    if not main:
+        return
     env = environment(result.cost["device"])
     records.completed(run.record, result, run.pipeline.select, submission, env)
     run.record["cost"]["torch_threads"] = torch.get_num_threads()
@@ -171,12 +182,14 @@ def _test(run: Session, best_step: int) -> dict:
     run.model.eval()
     with torch.no_grad():
         tested = run.pipeline.test(run.model)
-    if tested:
+    if tested and speaks():
         append_evaluation(run.folder / HISTORY, {"phase": "test", "step": best_step, "metrics": tested})
     return tested
 
 
 def _history(run: Session, phase: str):
+    if not speaks():
+        return lambda entry: None
     return lambda entry: append_evaluation(run.folder / HISTORY, {**entry, "phase": phase})
 
 
@@ -263,7 +276,7 @@ def _submit(run: Session) -> str | None:
     (MNLI's matched, mismatched and diagnostic sets); None when the task or data has none."""
     import torch
 
-    from peftbench.pipeline import trainer_settings
+    from peftbench.pipeline import sharded_predict, trainer_settings
 
     part = run.plan.parts[0]
     splits = [split for split in part.task.submission_splits
@@ -275,6 +288,7 @@ def _submit(run: Session) -> str | None:
     written = []
     for split in splits:
         with torch.no_grad():
-            predictions = fmt.predict(run.model, run.pipeline.features[0][split], batch_size)
-        written.append(part.task.submit(run.folder / "submission", split, part.data.splits[split], predictions))
-    return str(written[0] if len(written) == 1 else run.folder / "submission")
+            predictions = sharded_predict(fmt, run.model, run.pipeline.features[0][split], batch_size)
+        if speaks():  # the others hold None: rank 0 gathered the predictions
+            written.append(part.task.submit(run.folder / "submission", split, part.data.splits[split], predictions))
+    return str(written[0] if len(written) == 1 else run.folder / "submission") if written else None

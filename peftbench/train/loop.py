@@ -35,7 +35,10 @@ import torch
 from peftbench.errors import UserError
 from peftbench.train.checkpoint import Checkpoints
 from peftbench.train.cost import MemorySamples, device_name
+from peftbench.train.distributed import World, barrier, device_names, joined, summed, world
+from peftbench.train.parallel import ddp_options, full, is_sharded, place, shard_model
 from peftbench.train.progress import ProgressReport
+from peftbench.train.sharding import per_rank_batch, rank_loader
 from peftbench.train.tracking import Tracker, Tracking, accelerator_options, scalars
 
 Metrics = dict[str, dict[str, float]]  # split -> metric -> value
@@ -107,11 +110,14 @@ def fit(
     from transformers import get_linear_schedule_with_warmup
 
     device = resolve_device(cfg.device)
+    ranks = world() if joined() else World()
+    sharded = ranks.distributed and cfg.strategy == "fsdp"
     AcceleratorState._reset_state(reset_partial_state=True)  # accelerate keeps global state
     accelerator = Accelerator(
         mixed_precision=resolve_precision(cfg.precision, device),
         gradient_accumulation_steps=cfg.grad_accum,
         cpu=device.type == "cpu",
+        **({"kwargs_handlers": ddp_options()} if ranks.distributed else {}),
         **accelerator_options(tracking),
     )
     if device.type == "cuda":
@@ -120,6 +126,8 @@ def fit(
         _frozen_linear_weights_to_bf16(model)
     if cfg.gradient_checkpointing:
         model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    if sharded:  # before the optimiser: it must hold the shards
+        model = shard_model(model, accelerator.device)
     params = [p for p in model.parameters() if p.requires_grad]
     own_rates = {id(p): learning_rates[n] for n, p in model.named_parameters() if learning_rates and n in learning_rates}
     at_run_rate = [p for p in params if id(p) not in own_rates]
@@ -138,7 +146,13 @@ def fit(
     total_steps = optimizer_steps(len(train_loader), cfg)
     scheduler = get_linear_schedule_with_warmup(optimizer, round(cfg.warmup_ratio * total_steps), total_steps)
     sampler = train_loader.batch_sampler
-    model, optimizer, train_loader = accelerator.prepare(model, optimizer, train_loader)
+    if not ranks.distributed:
+        model, optimizer, train_loader = accelerator.prepare(model, optimizer, train_loader)
+    else:  # every rank draws the global batches and trains on its share (train/sharding.py)
+        train_loader = rank_loader(train_loader, ranks, accelerator.device)
+        optimizer = accelerator.prepare(optimizer)
+        if not sharded:
+            model = accelerator.prepare(model)  # DistributedDataParallel
     trainable = {name: p for name, p in accelerator.unwrap_model(model).named_parameters() if p.requires_grad}
     forward = torch.compile(model) if cfg.compile else model  # shares the parameters; evaluation stays eager
 
@@ -154,33 +168,45 @@ def fit(
     started = time.perf_counter() - counters["elapsed_s"]
     train_seconds, samples, step, epoch = counters["train_s"], counters["samples"], counters["step"], counters["epoch"]
     running_loss = torch.zeros((), device=accelerator.device)
-    tokens = torch.tensor(counters["tokens"], dtype=torch.long, device=accelerator.device)
+    tokens_before = counters["tokens"]  # of every rank, up to the checkpoint
+    tokens = torch.tensor(0, dtype=torch.long, device=accelerator.device)  # this rank's since then
     memory = MemorySamples(accelerator.device, counters.get("memory_mb_total", 0.0), counters.get("memory_samples", 0))
     logged = (samples, train_seconds)  # samples and training seconds at the last log point
     tracker = Tracker(accelerator, tracking)
-    progress = ProgressReport(total_steps, step, cfg.progress)
+    progress = ProgressReport(total_steps, step, cfg.progress and ranks.main)
+
+    def all_tokens() -> int:
+        return tokens_before + round(summed(int(tokens)))
 
     def check_finite() -> None:
-        """Raise before a diverged state is logged as fine or saved (one sync, at logs and saves)."""
+        """Raise before a diverged state is logged as fine or saved (one sync, at logs and saves;
+        over several ranks one reduction, so that every rank stops alike)."""
         last_good = (checkpoints.steps() or [None])[-1] if checkpoints else None
-        if not torch.isfinite(running_loss).item():
+        shards = [p.to_local() if is_sharded(p) else p for p in trainable.values()]
+        bad_loss = not torch.isfinite(running_loss).item()
+        bad_params = not all(torch.isfinite(p).all().item() for p in shards)
+        if ranks.distributed:
+            bad_loss, bad_params = summed(bad_loss) > 0, summed(bad_params) > 0
+        if bad_loss:
             raise NonFiniteLoss(step, "loss is", last_good)
-        if not all(torch.isfinite(p).all().item() for p in trainable.values()):
+        if bad_params:
             raise NonFiniteLoss(step, "parameters are", last_good)
 
     def save_checkpoint(consumed: int) -> None:
         if checkpoints is None:
             return
         check_finite()
-        tensors, document = _snapshot(trainable, optimizer, sampler, consumed)
+        tensors, document = _snapshot(trainable, optimizer, sampler, consumed)  # whole tensors, on every rank
         document.update(
             epoch=epoch, consumed=consumed, scheduler=scheduler.state_dict(), best_step=state.best_step,
             progress={"best": state.best, "last": state.last, "best_epoch": state.best_epoch, "history": state.history},
             counters={"train_s": train_seconds + time.perf_counter() - tick, "elapsed_s": time.perf_counter() - started,
-                      "samples": samples, "tokens": int(tokens), "memory_mb_total": memory.total,
+                      "samples": samples, "tokens": all_tokens(), "memory_mb_total": memory.total,
                       "memory_samples": memory.count},
         )  # fmt: skip
-        checkpoints.save(step, tensors, document)
+        if ranks.main:  # one writer; the others wait so that none runs ahead of a checkpoint
+            checkpoints.save(step, tensors, document)
+        barrier()
 
     def run_evaluation(epoch: float) -> None:
         model.eval()
@@ -199,7 +225,8 @@ def fit(
         trained = train_seconds + time.perf_counter() - tick
         rate = (samples - logged[0]) / (trained - logged[1]) if trained > logged[1] else None
         logged = (samples, trained)
-        value, lr = running_loss.item() / (cfg.log_every * cfg.grad_accum), scheduler.get_last_lr()[0]
+        total = summed(running_loss.item()) / ranks.size  # the ranks' weighted losses average to the batch's
+        value, lr = total / (cfg.log_every * cfg.grad_accum), scheduler.get_last_lr()[0]
         progress.logged(step, value, lr, rate)
         tracker.log({"train/loss": value, "train/lr": lr, **({"train/samples_per_s": rate} if rate else {})}, step)
 
@@ -214,8 +241,14 @@ def fit(
                 _set_rng_states(resumed[0], counters["python_rng"], counters["numpy_rng"])
             for batch in train_loader:
                 consumed += 1
+                if ranks.distributed:
+                    batch, weight, rows = batch  # this rank's share of the global batch (train/sharding.py)
                 with accelerator.accumulate(model):
-                    value = loss(forward, batch)
+                    if ranks.distributed:
+                        with accelerator.autocast() if sharded else contextlib.nullcontext():
+                            value = loss(forward, batch) * weight
+                    else:
+                        value = loss(forward, batch)
                     accelerator.backward(value)
                     if accelerator.sync_gradients:
                         if cfg.max_grad_norm:
@@ -226,8 +259,8 @@ def fit(
                             on_step(step + 1)
                         optimizer.zero_grad(set_to_none=True)
                 running_loss += value.detach()
-                samples += batch["input_ids"].shape[0]
-                tokens += batch["attention_mask"].sum()
+                samples += rows if ranks.distributed else batch["input_ids"].shape[0]
+                tokens += batch["attention_mask"].sum() if not ranks.distributed or weight else 0
                 if not accelerator.sync_gradients:
                     continue
                 step += 1
@@ -258,7 +291,7 @@ def fit(
         raise
     finally:
         progress.close()
-    tokens = int(tokens)
+    tokens = all_tokens()
     cost = {
         "wall_s": round(time.perf_counter() - started, 3),
         "train_s": round(train_seconds, 3),
@@ -271,10 +304,22 @@ def fit(
         "avg_memory_mb": memory.mean(),
         "device": device_name(accelerator.device),
         "precision": accelerator.mixed_precision,
+        **placement(cfg, ranks, accelerator.device),
     }
     tracker.log(scalars("cost", cost), step)
     tracker.end()
     return FitResult(state.best, state.last, state.best_epoch, state.best_step, state.best_state, state.history, cost)
+
+
+def placement(cfg, ranks: World, device) -> dict:
+    """Where the run trained: its processes, the rows each collates of a global batch, the
+    strategy (None alone) and every rank's device."""
+    return {
+        "world_size": ranks.size,
+        "per_rank_batch": per_rank_batch(cfg.batch_size, ranks),
+        "strategy": cfg.strategy if ranks.distributed else None,
+        "devices": device_names(device),
+    }
 
 
 def optimizer_steps(batches_per_epoch: int, cfg) -> int:
@@ -305,6 +350,7 @@ def evaluate_once(
         "wall_s": round(entry["elapsed_s"], 3), "train_s": 0.0, "steps": 0, "samples": 0, "resumed_from_step": None,
         "samples_per_s": None, "tokens_per_s": None, "peak_memory_mb": memory.peak(), "avg_memory_mb": memory.mean(),
         "device": device_name(device), "precision": precision,
+        **placement(cfg, world() if joined() else World(), device),
     }  # fmt: skip
     return FitResult(metrics, metrics, 0.0, 0, {}, [entry], cost)
 
@@ -339,13 +385,14 @@ def _warn(problem) -> None:
 
 
 def _snapshot(trainable: dict, optimizer, sampler, consumed: int) -> tuple[dict, dict]:
-    """The training state as (tensors, JSON-able document)."""
+    """The training state as (tensors, JSON-able document); FSDP shards gathered whole (on every
+    rank: a collective), so that any world size resumes from it."""
     import numpy as np
 
-    tensors = {f"param.{name}": p.detach() for name, p in trainable.items()}
+    tensors = {f"param.{name}": full(p.detach()) for name, p in trainable.items()}
     optimizer_state = optimizer.state_dict()
     for index, values in optimizer_state["state"].items():
-        tensors.update({f"optimizer.{index}.{key}": value for key, value in values.items() if torch.is_tensor(value)})
+        tensors.update({f"optimizer.{index}.{key}": full(value) for key, value in values.items() if torch.is_tensor(value)})
     tensors["rng.torch"] = torch.get_rng_state()
     if torch.cuda.is_available():
         tensors["rng.cuda"] = torch.stack(torch.cuda.get_rng_state_all())
@@ -370,13 +417,15 @@ def _restore(resumed, trainable: dict, optimizer, scheduler, sampler, progress: 
     tensors, document, best = resumed
     with torch.no_grad():
         for name, p in trainable.items():
-            p.copy_(tensors[f"param.{name}"])
+            p.copy_(place(tensors[f"param.{name}"], p))
     groups = [{**group, "betas": tuple(group["betas"])} if "betas" in group else group for group in document["optimizer_groups"]]
+    in_order = [p for group in optimizer.param_groups for p in group["params"]]  # the state's indices
     per_param: dict[int, dict] = {}
     for key, value in tensors.items():
         if key.startswith("optimizer."):
             _, index, name = key.split(".", 2)
-            per_param.setdefault(int(index), {})[name] = value
+            p = in_order[int(index)]
+            per_param.setdefault(int(index), {})[name] = place(value, p) if value.shape == p.shape else value
     optimizer.load_state_dict({"state": per_param, "param_groups": groups})
     scheduler.load_state_dict(document["scheduler"])
     sampler.load_state_dict({**document["sampler"], "generator": tensors["sampler.generator"]})
@@ -419,4 +468,4 @@ class _Progress:
         best = self.best.get(self.split, {}).get(self.metric)
         if best is None or score > best or (math.isnan(best) and not math.isnan(score)):
             self.best, self.best_epoch, self.best_step = self.last, entry["epoch"], entry["step"]
-            self.best_state = {name: p.detach().to("cpu", copy=True).contiguous() for name, p in trainable.items()}
+            self.best_state = {name: full(p.detach()).to("cpu", copy=True).contiguous() for name, p in trainable.items()}
