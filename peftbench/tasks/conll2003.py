@@ -33,7 +33,7 @@ from pathlib import Path
 from peftbench.errors import UserError
 from peftbench.tasks.base import Task
 from peftbench.tasks.conlleval import iob2, tag_scores
-from peftbench.tasks.sources import FIX, DataSource, wanted
+from peftbench.tasks.sources import DataSource, read_split_files
 
 TAGS = ("O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC", "B-MISC", "I-MISC")
 HUB_ID = "eriktks/conll2003"
@@ -75,17 +75,7 @@ def read_sentences(path: Path) -> list[dict]:
 
 
 def _read_folder(folder: Path, splits=None) -> dict[str, list[dict]]:
-    rows = {}
-    for split, name in FILES.items():
-        if not wanted(split, splits):
-            continue
-        path = folder / name
-        if not path.is_file():
-            raise UserError(f"missing {path} (CoNLL-2003 {split}); {FIX} to the folder holding conll2003/")
-        rows[split] = read_sentences(path)
-        if not rows[split]:
-            raise UserError(f"{path} has no sentences; {RESTORE}")
-    return rows
+    return read_split_files(folder, FILES, splits, read_sentences, "CoNLL-2003", "conll2003/", RESTORE)
 
 
 def _hub_splits(dataset_dict) -> dict[str, list[dict]]:

@@ -51,6 +51,25 @@ def wanted(split: str, splits) -> bool:
     return splits is None or split in splits
 
 
+def read_split_files(folder: Path, files: dict[str, str], splits, read: Callable[[Path], list], what: str,
+                     holder: str, restore: str) -> dict[str, list]:
+    """The wanted ``splits`` (None: all) of a release whose splits are one file each (``files``:
+    split → file name under ``folder``), each read by ``read``; a missing file is one line naming
+    the split of ``what`` and the folder ``holder`` to point ``data.dir`` at, an empty one a line
+    ending in ``restore``."""
+    rows = {}
+    for split, name in files.items():
+        if not wanted(split, splits):
+            continue
+        path = folder / name
+        if not path.is_file():
+            raise UserError(f"missing {path} ({what} {split}); {FIX} to the folder holding {holder}")
+        rows[split] = read(path)
+        if not rows[split]:
+            raise UserError(f"{path} has no sentences; {restore}")
+    return rows
+
+
 def read_json(path: Path, restore: str):
     """A release's JSON file, parsed; a file that is not JSON is one line ending in ``restore``."""
     import json

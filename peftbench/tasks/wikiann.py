@@ -32,7 +32,7 @@ from peftbench.errors import UserError
 from peftbench.tasks.base import Task
 from peftbench.tasks.conlleval import tag_scores
 from peftbench.tasks.cross_lingual import SOURCE_LANGUAGE, checked_language, transfer_load
-from peftbench.tasks.sources import FIX, DataSource, wanted
+from peftbench.tasks.sources import DataSource, read_split_files
 
 TAGS = ("O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC")
 HUB_ID = "unimelb-nlp/wikiann"
@@ -79,17 +79,8 @@ def read_sentences(path: Path, language: str) -> list[dict]:
 
 
 def _read_folder(language: str, folder: Path, splits=None) -> dict[str, list[dict]]:
-    rows = {}
-    for split, name in FILES.items():
-        if not wanted(split, splits):
-            continue
-        path = folder / name
-        if not path.is_file():
-            raise UserError(f"missing {path} (WikiANN {language} {split}); {FIX} to the folder holding wikiann/{language}/")
-        rows[split] = read_sentences(path, language)
-        if not rows[split]:
-            raise UserError(f"{path} has no sentences; restore it from the WikiANN release")
-    return rows
+    return read_split_files(folder, FILES, splits, partial(read_sentences, language=language), f"WikiANN {language}",
+                            f"wikiann/{language}/", "restore it from the WikiANN release")
 
 
 def _hub_splits(language: str, dataset_dict) -> dict[str, list[dict]]:
