@@ -93,6 +93,9 @@ class TrainerConfig:
     gradient_checkpointing: bool = False  # recompute activations in backward: less memory, more time
     compile: bool = False  # torch.compile the training forward/backward
     frozen_bf16: bool = False  # keep the frozen Linear weights in bf16 (with bf16 autocast; trained ones stay fp32)
+    # Predict the unlabelled test splits for the benchmark's server (GLUE's TSVs, RAFT's CSV) with the best
+    # weights; false skips them (a sweep on dev: RTE's 3,000 test rows take longer than a short run trains)
+    submission: bool = True
     # Over several processes (torchrun, accelerate launch): ddp, a whole copy per rank; fsdp, the
     # model sharded over the ranks (FSDP2). One process trains unwrapped whatever it says.
     strategy: str = "ddp"
@@ -132,6 +135,7 @@ NOT_RESULT_CHANGING = {
     "trainer": {
         "eval_batch_size", "log_every", "progress", "log_with", "device", "checkpoint_every_steps", "keep_checkpoints",
         "gradient_checkpointing", "compile",  # speed and memory, not the result (up to float rounding)
+        "submission",  # a file beside the result, not the result
         "strategy",  # the global batch is the same whatever the processes (train/sharding.py)
     },
     "data": {"dir", "cache"},

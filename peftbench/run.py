@@ -161,7 +161,7 @@ def finish(run: Session, result) -> None:
         if main:
             write_json_atomic(run.folder / name, data)
     run.record.update(p.method.measured(model))  # after the reports: a router's usage is measured by them
-    submission = None if p.multitask else _submit(run)
+    submission = None if p.multitask or not p.config["trainer"]["submission"] else _submit(run)
     if not main:
         return
     env = environment(result.cost["device"])

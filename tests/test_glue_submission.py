@@ -89,14 +89,20 @@ def test_a_run_with_the_real_test_file_writes_the_server_file(tmp_path):
     from peftbench.plan import plan
     from peftbench.run import execute
 
-    cfg = compose(["model=tiny-bert", "task=rte", "method=lora", f"data.dir={tmp_path / 'data'}", f"results_dir={tmp_path / 'results'}",
-                   "trainer.max_steps=1", "trainer.batch_size=4", "trainer.progress=false", "task.max_length=64"])  # fmt: skip
-    record = execute(plan(cfg))
+    run = ["model=tiny-bert", "task=rte", "method=lora", f"data.dir={tmp_path / 'data'}", "trainer.max_steps=1",
+           "trainer.batch_size=4", "trainer.progress=false", "task.max_length=64"]  # fmt: skip
+    record = execute(plan(compose([*run, f"results_dir={tmp_path / 'results'}"])))
     written = Path(record["submission"])
     assert written.name == "RTE.tsv" and written.parent.name == "submission"
     lines = _lines(written)
     assert lines[0] == ["index", "prediction"] and [line[0] for line in lines[1:]] == [str(i) for i in range(20)]
     assert {line[1] for line in lines[1:]} <= {"entailment", "not_entailment"}
+
+    # trainer.submission=false: the same run (id, metrics) without the test predictions
+    skipped = execute(plan(compose([*run, "trainer.submission=false", f"results_dir={tmp_path / 'without'}"])))
+    assert skipped["run_id"] == record["run_id"] and skipped["metrics"] == record["metrics"]
+    assert skipped["submission"] is None
+    assert not (tmp_path / "without" / record["run_id"] / "submission").exists()
 
 
 def _run(results: Path, name: str, files: list[str], status: str = "complete") -> Path:
