@@ -24,6 +24,7 @@ import hashlib
 import inspect
 import json
 import sys
+from itertools import accumulate
 from pathlib import Path
 
 VERSION = 1  # of the entry layout
@@ -104,7 +105,7 @@ def write_entry(path: Path, key: str, features: list[dict]) -> None:
         values = [f[name] for f in features]
         if all(isinstance(v, list) and all(type(x) is int for x in v) for v in values):
             tensors[f"{name}.values"] = torch.tensor([x for v in values for x in v], dtype=torch.int64)
-            tensors[f"{name}.offsets"] = torch.tensor([0, *_cumulative(len(v) for v in values)], dtype=torch.int64)
+            tensors[f"{name}.offsets"] = torch.tensor(list(accumulate((len(v) for v in values), initial=0)), dtype=torch.int64)
         else:
             other[name] = values
     metadata = {"key": key, "rows": str(len(features)), "fields": json.dumps(fields), "other": json.dumps(other)}
@@ -136,10 +137,3 @@ def read_entry(path: Path, key: str, rows: int) -> list[dict]:
     if any(len(column) != rows for column in columns.values()):
         raise ValueError("a field has the wrong number of rows")
     return [{name: columns[name][i] for name in fields} for i in range(rows)]
-
-
-def _cumulative(counts):
-    total = 0
-    for count in counts:
-        total += count
-        yield total

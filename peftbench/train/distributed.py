@@ -114,18 +114,23 @@ def decided(decide: Callable[[], T]) -> T:
     return box[0]
 
 
+def share(count: int, rank: int, size: int) -> slice:
+    """Rank ``rank``'s contiguous share of ``count`` items over ``size`` ranks, the first
+    ``count % size`` ranks taking one more."""
+    each, extra = divmod(count, size)
+    start = rank * each + min(rank, extra)
+    return slice(start, start + each + (rank < extra))
+
+
 def shard(items: list, even: bool = False) -> list:
-    """This rank's contiguous share of ``items`` (the first ``len % size`` ranks one more).
-    ``even``: every share as long as the longest, the short ones padded with their last item
-    (FSDP's forward is a collective, so every rank must run as many batches); ``gathered``
-    drops the padding."""
+    """This rank's ``share`` of ``items``. ``even``: every share as long as the longest, the short
+    ones padded with their last item (FSDP's forward is a collective, so every rank must run as
+    many batches); ``gathered`` drops the padding."""
     if not joined():
         return items
     w = world()
-    size, extra = divmod(len(items), w.size)
-    start = w.rank * size + min(w.rank, extra)
-    mine = items[start : start + size + (w.rank < extra)]
-    if even and extra and len(mine) == size:
+    mine = items[share(len(items), w.rank, w.size)]
+    if even and len(items) % w.size and len(mine) == len(items) // w.size:
         mine = mine + (mine[-1:] or items[:1])
     return mine
 
@@ -142,8 +147,8 @@ def gathered(mine: list, total: int) -> list | None:
     dist.gather_object(mine, parts, dst=0)
     if not w.main:
         return None
-    size, extra = divmod(total, w.size)
-    return [item for rank, part in enumerate(parts) for item in part[: size + (rank < extra)]]
+    shares = [share(total, rank, w.size) for rank in range(w.size)]
+    return [item for own, part in zip(shares, parts) for item in part[: own.stop - own.start]]
 
 
 def summed(value: float) -> float:

@@ -18,7 +18,7 @@ classification); for token-averaged losses (generation) it weights rows, not tok
 
 from __future__ import annotations
 
-from peftbench.train.distributed import World
+from peftbench.train.distributed import World, share
 
 
 class RankShare:
@@ -29,9 +29,7 @@ class RankShare:
 
     def __call__(self, items: list):
         n = len(items)
-        size, extra = divmod(n, self.world.size)
-        start = self.world.rank * size + min(self.world.rank, extra)
-        mine = items[start : start + size + (self.world.rank < extra)]
+        mine = items[share(n, self.world.rank, self.world.size)]
         weight = len(mine) * self.world.size / n
         return self.collate(mine or items[:1]), weight, n
 
