@@ -127,3 +127,28 @@ def test_world_comes_from_the_launcher(monkeypatch):
     share = RankShare(lambda rows: rows, w)
     assert share(list("abcde")) == (list("de"), 2 * 2 / 5, 5)  # rank 0 takes a, b, c
     assert share(list("a")) == (list("a"), 0.0, 1)  # an empty share: a row that weighs nothing
+
+
+def test_accelerate_launch_trains_as_torchrun_does(tmp_path, alone):
+    """The issue's second launcher: ``accelerate launch --multi_gpu`` (on CPU, gloo processes)."""
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+               "-m", "peftbench", "run", *EXACT, f"results_dir={tmp_path / 'results'}"]  # fmt: skip
+    done = subprocess.run(command, cwd=tmp_path, env=offline_env(), capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    run = outcome(tmp_path / "results")
+    assert_same_training(alone, run, atol=1e-6)
+    assert (run[1]["cost"]["world_size"], run[1]["cost"]["strategy"]) == (2, "ddp")
+
+
+def test_accelerates_own_fsdp_is_refused_before_anything_loads(tmp_path):
+    """accelerate's FSDP plugin falls back to DDP on CPU; peftbench shards the model itself."""
+    done = subprocess.run([sys.executable, "-m", "peftbench", "run", *EXACT, f"results_dir={tmp_path / 'results'}"],
+                          cwd=tmp_path, env={**offline_env(), "ACCELERATE_USE_FSDP": "true"},
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        "error: peftbench shards the model itself: launch with `accelerate launch --multi_gpu …` "
+        "and pass trainer.strategy=fsdp instead of --use_fsdp"
+    ]
+    assert not (tmp_path / "results").exists()
